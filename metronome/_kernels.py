@@ -1,0 +1,312 @@
+"""Numba kernels: every per-sample operation of Downbeat lives here.
+
+Style (stumpy's kernel/driver split): kernels take arrays and scalars only, write into arrays they are given and
+allocate nothing proportional to a block.  Drivers (:mod:`metronome.engine`) own the arrays.  The same
+:func:`process_block` runs inside the PortAudio callback and in the offline renderer, so a render is bit-identical
+to what is played, for any block size.
+
+Why beats are computed per beat and not per sample
+--------------------------------------------------
+A naive phase accumulator adds ``bpm / 60 / samplerate`` every sample; its rounding error then depends on how many
+samples were summed, and a click lands one sample early or late after an hour.  Here the *next beat time* is solved
+analytically from the tempo map (linear bpm between breakpoints => the phase is quadratic in time, see
+:func:`beat_time`) or advanced once per beat in live mode.  Block boundaries never enter the arithmetic, so the
+output does not depend on the block size and every click starts at ``round(analytic beat time)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# --------------------------------------------------------------------------------------------------------------
+# Layout of the state array (written by the kernel only) and the control array (written by the main/sensor thread
+# only, read by the kernel).  Single writer each: no locks are needed.
+# --------------------------------------------------------------------------------------------------------------
+ST_POS = 0  # absolute sample index of the next sample to produce
+ST_NEXT_BEAT = 1  # exact (fractional) sample time of the next beat
+ST_BEAT_INDEX = 2  # index of the next beat (beat 0 is at sample 0)
+ST_BPM = 3  # live mode: tempo of the current beat interval; map mode: tempo at the last beat
+ST_SEG = 4  # tempo-map cursor: segment holding the next beat
+ST_DUCK = 5  # current click ducking gain (smoothed)
+ST_LIMIT = 6  # current limiter gain
+ST_MASTER = 7  # current master gain (smoothed toward CT_GAIN)
+ST_CUES_DROPPED = 8  # cue requests the kernel could not start (no free cue voice)
+ST_EVENTS_LOST = 9  # events not logged because the event ring was full
+ST_PEAK = 10  # peak |output| so far (after limiter)
+ST_LIMITED = 11  # samples on which the limiter reduced gain
+ST_LAST_BEAT = 12  # sample of the last started beat
+ST_N = 16
+
+CT_TARGET_BPM = 0  # live mode target tempo (sensor thread writes it)
+CT_GAIN = 1  # master gain, linear, <= 1 (never positive gain)
+CT_LIVE = 2  # 0: follow the tempo map; 1: slew toward CT_TARGET_BPM once per beat
+CT_SLEW = 3  # max relative tempo change per beat in live mode (0.004 = 0.4 %)
+CT_MIN_BPM = 4
+CT_MAX_BPM = 5
+CT_BEAT_END = 6  # no beat starts at or after this sample (< 0: never stop)
+CT_CEILING = 7  # output peak ceiling, linear (0.501 = -6 dBFS)
+CT_DUCK = 8  # click gain while speech plays (0.501 = -6 dB)
+CT_ACCENT_EVERY = 9  # accent every N beats (0: never)
+CT_N = 16
+
+# Voice pool columns (int64 array [n_voices, 3]): clip id (-1 free), read position, kind (0 click, 1 cue)
+V_CLIP = 0
+V_POS = 1
+V_KIND = 2
+
+# Event ring columns (float64 [n, 4]): kind, sample, bpm, clip
+EV_BEAT = 0.0
+EV_CUE = 1.0
+EV_CUE_DROPPED = 2.0
+
+CLIP_ACCENT = 0
+CLIP_NORMAL = 1
+
+# One-pole smoothing constants are per-sample coefficients derived from time constants in the driver, but the
+# ducking and limiter release are fixed here in samples-independent form (passed as scalars) so that renders at
+# different sample rates sound the same.
+
+
+@njit(cache=True, nogil=True)
+def beat_time(k, map_sample, map_bpm, map_phase, samplerate, seg):
+    """Exact sample time of beat ``k`` on a tempo map, and the segment that holds it.
+
+    Between breakpoints ``s0 < s1`` the tempo is linear, ``bpm(x) = b0 + a x`` with ``a = (b1 - b0) / (s1 - s0)``,
+    so the phase in beats is ``(b0 x + a x^2 / 2) / (60 sr)``.  Beat ``k`` solves ``phase = k - P0``; the root is
+    written as ``2c / (b0 + sqrt(b0^2 + 2 a c))`` which is exact for ``a = 0`` and free of cancellation.
+
+    Parameters
+    ----------
+    k : float
+        Beat index (beat 0 is at sample 0).
+    map_sample, map_bpm, map_phase : ndarray
+        Breakpoints (float64 sample times, bpm, cumulative beats at each breakpoint).
+    samplerate : float
+    seg : int
+        Cursor: first segment to search from (monotonic use is O(1) amortized, like klick's position cursor).
+
+    Returns
+    -------
+    (time, seg) : (float, int)
+    """
+    m = map_sample.shape[0]
+    while seg + 1 < m and map_phase[seg + 1] <= k:
+        seg += 1
+    b0 = map_bpm[seg]
+    c = (k - map_phase[seg]) * 60.0 * samplerate
+    if seg + 1 < m:
+        a = (map_bpm[seg + 1] - b0) / (map_sample[seg + 1] - map_sample[seg])
+    else:
+        a = 0.0
+    x = 2.0 * c / (b0 + math.sqrt(b0 * b0 + 2.0 * a * c))
+    return map_sample[seg] + x, seg
+
+
+@njit(cache=True, nogil=True)
+def bpm_at(t, map_sample, map_bpm, seg):
+    """Tempo at sample time ``t`` within segment ``seg`` (constant after the last breakpoint)."""
+    m = map_sample.shape[0]
+    if seg + 1 >= m:
+        return map_bpm[m - 1]
+    frac = (t - map_sample[seg]) / (map_sample[seg + 1] - map_sample[seg])
+    return map_bpm[seg] + frac * (map_bpm[seg + 1] - map_bpm[seg])
+
+
+@njit(cache=True, nogil=True)
+def map_phase_at_breakpoints(map_sample, map_bpm, samplerate, out):
+    """Cumulative beats at each breakpoint (trapezoid rule is exact for linear bpm)."""
+    out[0] = 0.0
+    for i in range(1, map_sample.shape[0]):
+        dt = map_sample[i] - map_sample[i - 1]
+        out[i] = out[i - 1] + 0.5 * (map_bpm[i] + map_bpm[i - 1]) * dt / (60.0 * samplerate)
+
+
+@njit(cache=True, nogil=True)
+def beat_times(map_sample, map_bpm, map_phase, samplerate, end_sample, out):
+    """Fill ``out`` with the exact times of beats 0, 1, ... strictly before ``end_sample``; return the count."""
+    seg = 0
+    n = 0
+    while n < out.shape[0]:
+        t, seg = beat_time(float(n), map_sample, map_bpm, map_phase, samplerate, seg)
+        if t >= end_sample:
+            break
+        out[n] = t
+        n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _log_event(events, ev_idx, st, kind, sample, bpm, clip):
+    w = ev_idx[0]
+    if w - ev_idx[1] >= events.shape[0]:
+        st[ST_EVENTS_LOST] += 1.0
+        return
+    row = w % events.shape[0]
+    events[row, 0] = kind
+    events[row, 1] = sample
+    events[row, 2] = bpm
+    events[row, 3] = clip
+    ev_idx[0] = w + 1  # publish after the row is written (single writer)
+
+
+@njit(cache=True, nogil=True)
+def _start_voice(voices, clip, kind):
+    """Start ``clip`` in a free voice; a click steals the oldest click voice when the pool is full."""
+    n = voices.shape[0]
+    steal = -1
+    steal_pos = -1
+    for v in range(n):
+        if voices[v, V_CLIP] < 0:
+            voices[v, V_CLIP] = clip
+            voices[v, V_POS] = 0
+            voices[v, V_KIND] = kind
+            return True
+        if voices[v, V_KIND] == kind and voices[v, V_POS] > steal_pos:
+            steal = v
+            steal_pos = voices[v, V_POS]
+    if kind == 0 and steal >= 0:
+        voices[steal, V_CLIP] = clip
+        voices[steal, V_POS] = 0
+        return True
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _advance_beat(st, ctl, map_sample, map_bpm, map_phase, samplerate):
+    """Compute the time of the beat after the one just started (phase-continuous: only beat intervals change)."""
+    k = st[ST_BEAT_INDEX] + 1.0
+    if ctl[CT_LIVE] > 0.5:
+        # Live: the tempo of the coming interval moves toward the target by at most CT_SLEW of itself.
+        bpm = st[ST_BPM]
+        target = min(max(ctl[CT_TARGET_BPM], ctl[CT_MIN_BPM]), ctl[CT_MAX_BPM])
+        step = ctl[CT_SLEW] * bpm
+        if target > bpm + step:
+            bpm = bpm + step
+        elif target < bpm - step:
+            bpm = bpm - step
+        else:
+            bpm = target
+        st[ST_BPM] = bpm
+        st[ST_NEXT_BEAT] = st[ST_NEXT_BEAT] + 60.0 * samplerate / bpm
+    else:
+        t, seg = beat_time(k, map_sample, map_bpm, map_phase, samplerate, int(st[ST_SEG]))
+        st[ST_SEG] = seg
+        st[ST_NEXT_BEAT] = t
+    st[ST_BEAT_INDEX] = k
+
+
+@njit(cache=True, nogil=True)
+def process_block(out, st, ctl, map_sample, map_bpm, map_phase, samplerate,
+                  bank, clip_off, clip_len, voices, cue_q, cue_idx, events, ev_idx,
+                  duck_coef, release_coef, gain_coef):
+    """Produce ``out.shape[0]`` frames into ``out`` (float32 [frames, channels]).
+
+    Parameters
+    ----------
+    out : float32[frames, channels]
+        Written in full (every channel gets the same mono mix).
+    st : float64[ST_N]
+        Kernel state (only this function writes it).
+    ctl : float64[CT_N]
+        Control slot (only the driver/sensor thread writes it).
+    map_sample, map_bpm, map_phase : float64[m]
+        Tempo map breakpoints and cumulative beats (see :func:`beat_time`).
+    samplerate : float
+    bank, clip_off, clip_len : float32[total], int64[n], int64[n]
+        Clip bank: clip ``i`` is ``bank[clip_off[i]:clip_off[i] + clip_len[i]]``. Clips 0/1 are accent/normal clicks.
+    voices : int64[n_voices, 3]
+        Fixed voice pool (clip, position, kind).
+    cue_q, cue_idx : int64[r, 2], int64[2]
+        SPSC cue request ring: rows (clip, not_before_sample); ``cue_idx = [written, read]``.  A request starts on
+        the first beat at or after ``not_before_sample`` so every cue is on the beat by construction.
+    events, ev_idx : float64[e, 4], int64[2]
+        SPSC event log ring (kernel writes): kind, sample, bpm, clip.
+    duck_coef, release_coef, gain_coef : float
+        One-pole coefficients per sample for ducking, limiter release and master gain.
+    """
+    frames = out.shape[0]
+    channels = out.shape[1]
+    pos = int(st[ST_POS])
+    ceiling = ctl[CT_CEILING]
+    beat_end = ctl[CT_BEAT_END]
+    accent_every = int(ctl[CT_ACCENT_EVERY])
+    for i in range(frames):
+        n = pos + i
+        # ---- beat scheduling: at most one beat per sample; several per block are fine.
+        beat_sample = math.floor(st[ST_NEXT_BEAT] + 0.5)
+        if n == beat_sample and (beat_end < 0.0 or n < beat_end):
+            k = int(st[ST_BEAT_INDEX])
+            clip = CLIP_ACCENT if (accent_every > 0 and k % accent_every == 0) else CLIP_NORMAL
+            _start_voice(voices, clip, 0)
+            if ctl[CT_LIVE] > 0.5:
+                bpm_now = st[ST_BPM]
+            else:
+                bpm_now = bpm_at(st[ST_NEXT_BEAT], map_sample, map_bpm, int(st[ST_SEG]))
+                st[ST_BPM] = bpm_now
+            _log_event(events, ev_idx, st, EV_BEAT, float(n), bpm_now, float(clip))
+            st[ST_LAST_BEAT] = float(n)
+            # Cue requests whose time has come start on this very beat (never between beats).
+            while cue_idx[1] < cue_idx[0]:
+                row = cue_idx[1] % cue_q.shape[0]
+                if cue_q[row, 1] > n:
+                    break
+                cclip = cue_q[row, 0]
+                if cclip >= 0 and cclip < clip_off.shape[0] and _start_voice(voices, cclip, 1):
+                    _log_event(events, ev_idx, st, EV_CUE, float(n), bpm_now, float(cclip))
+                else:
+                    st[ST_CUES_DROPPED] += 1.0
+                    _log_event(events, ev_idx, st, EV_CUE_DROPPED, float(n), bpm_now, float(cclip))
+                cue_idx[1] += 1
+            _advance_beat(st, ctl, map_sample, map_bpm, map_phase, samplerate)
+        elif n > beat_sample:
+            # Only reachable if the state was edited behind the kernel's back: resynchronise, never stall.
+            _advance_beat(st, ctl, map_sample, map_bpm, map_phase, samplerate)
+        # ---- mix voices
+        clicks = 0.0
+        speech = 0.0
+        speaking = False
+        for v in range(voices.shape[0]):
+            c = voices[v, V_CLIP]
+            if c < 0:
+                continue
+            p = voices[v, V_POS]
+            x = bank[clip_off[c] + p]
+            if voices[v, V_KIND] == 0:
+                clicks += x
+            else:
+                speech += x
+                speaking = True
+            p += 1
+            if p >= clip_len[c]:
+                voices[v, V_CLIP] = -1
+            else:
+                voices[v, V_POS] = p
+        duck_target = ctl[CT_DUCK] if speaking else 1.0
+        duck = st[ST_DUCK] + (duck_target - st[ST_DUCK]) * duck_coef
+        st[ST_DUCK] = duck
+        gain_target = min(max(ctl[CT_GAIN], 0.0), 1.0)
+        master = st[ST_MASTER] + (gain_target - st[ST_MASTER]) * gain_coef
+        st[ST_MASTER] = master
+        y = (clicks * duck + speech) * master
+        # ---- peak limiter: instant attack (no look-ahead, so no added latency), smooth release.
+        lim = st[ST_LIMIT] + (1.0 - st[ST_LIMIT]) * release_coef
+        a = abs(y)
+        if a * lim > ceiling:
+            lim = ceiling / a
+            st[ST_LIMITED] += 1.0
+        st[ST_LIMIT] = lim
+        y = y * lim
+        # Belt and braces: the ceiling is a promise to the runner's ears.
+        if y > ceiling:
+            y = ceiling
+        elif y < -ceiling:
+            y = -ceiling
+        if abs(y) > st[ST_PEAK]:
+            st[ST_PEAK] = abs(y)
+        ys = np.float32(y)
+        for ch in range(channels):
+            out[i, ch] = ys
+    st[ST_POS] = float(pos + frames)

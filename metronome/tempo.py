@@ -1,0 +1,309 @@
+"""Tempo model (grade -> cadence) and the immutable, sample-indexed :class:`TempoMap`.
+
+The tempo map follows klick's design: plain data (breakpoints) plus a position cursor held by whoever reads it.
+Between breakpoints the tempo is linear in time, so beat times have a closed form (see
+:func:`metronome._kernels.beat_time`).
+
+Default model (DESIGN.md), one click per step, grade ``g`` in percent, negative downhill::
+
+    down  = max(0, -g - 2)          # the first 2 % of descent needs no change
+    steep = max(0,  g - 8)          # steep climbs: shorter, slower power-hiking steps
+    f     = clamp(1 + 0.005 down - 0.005 steep, 0.94, 1.08)   (upper cap user-settable up to 1.10)
+    target = base_cadence * f
+
+Why: runners keep their cadence nearly flat downhill while the impact peak rises sharply (+54 % at -9 degrees,
+Gottschall & Kram 2005, J Biomech 38:445), so a small cadence increase is the lever that shortens the stride.
+Raising step rate by 5-10 % reduces knee and hip loading (Heiderscheit et al. 2011, Med Sci Sports Exerc 43:296).
+Tempo changes below the just-noticeable difference (~1.5-3 %, Drake & Botte 1993, Percept Psychophys 54:277) are
+not heard as jumps, hence ramps of at most 0.4 % per beat and a hysteresis that ignores grade noise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _kernels as K
+from .errors import InputError
+
+MAX_UPPER_CAP = 1.10
+
+
+@dataclass(frozen=True)
+class TempoSettings:
+    """Parameters of the grade -> cadence model and of tempo changes.
+
+    Attributes
+    ----------
+    base_cadence_spm : float
+        The runner's cadence on the flat (steps per minute; one click per step).
+    lower_cap, upper_cap : float
+        Clamp of the cadence factor (``upper_cap`` may be raised by the user up to 1.10).
+    down_gain_per_pct, steep_gain_per_pct : float
+        Factor change per grade point beyond the dead zones.
+    down_deadzone_pct, steep_threshold_pct : float
+    max_change_per_beat : float
+        Ramp limit, relative tempo change per beat (0.004 = 0.4 %).
+    hysteresis_pct : float
+        Grade change (points) needed before the tempo reacts...
+    hold_m, hold_s : float
+        ...held over this distance (distance profiles) or this time (time-only profiles / live feeds).
+    """
+
+    base_cadence_spm: float = 170.0
+    lower_cap: float = 0.94
+    upper_cap: float = 1.08
+    down_gain_per_pct: float = 0.005
+    steep_gain_per_pct: float = 0.005
+    down_deadzone_pct: float = 2.0
+    steep_threshold_pct: float = 8.0
+    max_change_per_beat: float = 0.004
+    hysteresis_pct: float = 1.0
+    hold_m: float = 60.0
+    hold_s: float = 15.0
+
+    def __post_init__(self):
+        if not (math.isfinite(self.base_cadence_spm) and 60.0 <= self.base_cadence_spm <= 240.0):
+            raise InputError(f"--base-cadence: {self.base_cadence_spm!r} is outside 60..240 steps per minute")
+        if not (1.0 <= self.upper_cap <= MAX_UPPER_CAP):
+            raise InputError(f"--upper-cap: {self.upper_cap!r} is outside 1.00..{MAX_UPPER_CAP:.2f}")
+        if not (0.5 <= self.lower_cap <= 1.0):
+            raise InputError(f"--lower-cap: {self.lower_cap!r} is outside 0.50..1.00")
+        if not (0.0 < self.max_change_per_beat <= 0.05):
+            raise InputError(f"max_change_per_beat: {self.max_change_per_beat!r} is outside (0, 0.05]")
+
+    @property
+    def min_bpm(self) -> float:
+        return self.base_cadence_spm * self.lower_cap
+
+    @property
+    def max_bpm(self) -> float:
+        return self.base_cadence_spm * self.upper_cap
+
+
+def cadence_factor(grade_pct, settings: TempoSettings = TempoSettings()):
+    """Cadence factor for a grade (scalar or array), per the default model above."""
+    g = np.asarray(grade_pct, dtype=np.float64)
+    down = np.maximum(0.0, -g - settings.down_deadzone_pct)
+    steep = np.maximum(0.0, g - settings.steep_threshold_pct)
+    f = 1.0 + settings.down_gain_per_pct * down - settings.steep_gain_per_pct * steep
+    return np.clip(f, settings.lower_cap, settings.upper_cap)
+
+
+def target_cadence(grade_pct, settings: TempoSettings = TempoSettings()):
+    """Target cadence (steps per minute) for a grade."""
+    return settings.base_cadence_spm * cadence_factor(grade_pct, settings)
+
+
+def max_ramp_rate_bpm_per_s(bpm_low: float, settings: TempoSettings) -> float:
+    """Largest tempo slope (bpm per second) that keeps the change per beat within the limit.
+
+    ``d bpm / d beat = (d bpm / d t) * 60 / bpm``; requiring ``<= max_change_per_beat * bpm`` at the slowest tempo
+    of the ramp gives the bound.
+    """
+    return settings.max_change_per_beat * bpm_low * bpm_low / 60.0
+
+
+class TempoMap:
+    """Immutable tempo map: breakpoints ``(sample, bpm)``, tempo linear between them, constant after the last.
+
+    Parameters
+    ----------
+    sample : array_like of float
+        Breakpoint positions in samples, strictly increasing, first must be 0.
+    bpm : array_like of float
+        Tempo at each breakpoint (beats per minute), each in (0, 1000).
+    samplerate : int
+    end_sample : int, optional
+        Length of the session; defaults to the last breakpoint.
+
+    Beat ``k`` is at the sample time where the integral of ``bpm / 60`` reaches ``k`` (beat 0 at sample 0); clicks
+    start at that time rounded to the nearest sample.
+    """
+
+    __slots__ = ("_sample", "_bpm", "_phase", "samplerate", "end_sample")
+
+    def __init__(self, sample, bpm, samplerate: int, end_sample: int | None = None):
+        s = np.array(sample, dtype=np.float64)
+        b = np.array(bpm, dtype=np.float64)
+        if s.ndim != 1 or s.shape != b.shape or s.size == 0:
+            raise InputError(f"tempo map: sample and bpm must be equal-length 1-D arrays, got {s.shape} and {b.shape}")
+        if s[0] != 0:
+            raise InputError(f"tempo map: first breakpoint must be at sample 0, got {s[0]!r}")
+        if not np.all(np.isfinite(s)) or np.any(np.diff(s) <= 0):
+            raise InputError("tempo map: breakpoint samples must be finite and strictly increasing")
+        if not np.all(np.isfinite(b)) or np.any(b <= 0) or np.any(b >= 1000):
+            bad = b[~(np.isfinite(b) & (b > 0) & (b < 1000))][0]
+            raise InputError(f"tempo map: bpm {bad!r} is outside (0, 1000)")
+        if not (isinstance(samplerate, (int, np.integer)) and 8000 <= samplerate <= 384000):
+            raise InputError(f"--samplerate: {samplerate!r} is not an integer in 8000..384000")
+        phase = np.empty_like(s)
+        K.map_phase_at_breakpoints(s, b, float(samplerate), phase)
+        for arr in (s, b, phase):
+            arr.flags.writeable = False
+        object.__setattr__(self, "_sample", s)
+        object.__setattr__(self, "_bpm", b)
+        object.__setattr__(self, "_phase", phase)
+        object.__setattr__(self, "samplerate", int(samplerate))
+        object.__setattr__(self, "end_sample", int(end_sample if end_sample is not None else s[-1]))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("TempoMap is immutable")
+
+    # -- plain data -------------------------------------------------------------------------------------------
+    @property
+    def sample(self) -> np.ndarray:
+        return self._sample
+
+    @property
+    def bpm(self) -> np.ndarray:
+        return self._bpm
+
+    @property
+    def phase(self) -> np.ndarray:
+        """Cumulative beats at each breakpoint."""
+        return self._phase
+
+    @classmethod
+    def constant(cls, bpm: float, samplerate: int, duration_s: float) -> "TempoMap":
+        end = int(round(duration_s * samplerate))
+        return cls([0.0, max(end, 1)], [bpm, bpm], samplerate, end_sample=end)
+
+    # -- queries ----------------------------------------------------------------------------------------------
+    def bpm_at(self, sample) -> np.ndarray:
+        """Tempo at sample time(s)."""
+        return np.interp(sample, self._sample, self._bpm)
+
+    def beat_times(self, end_sample: int | None = None) -> np.ndarray:
+        """Exact (fractional) sample times of every beat before ``end_sample`` (default: the map's end)."""
+        end = self.end_sample if end_sample is None else end_sample
+        # Upper bound on the beat count: fastest tempo over the whole span, plus one.
+        cap = int(math.ceil(float(self._bpm.max()) / 60.0 * end / self.samplerate)) + 2
+        out = np.empty(cap, dtype=np.float64)
+        n = K.beat_times(self._sample, self._bpm, self._phase, float(self.samplerate), float(end), out)
+        return out[:n]
+
+    def beat_samples(self, end_sample: int | None = None) -> np.ndarray:
+        """Sample index at which each click starts: the exact beat time rounded half up, as the kernel does."""
+        return np.floor(self.beat_times(end_sample) + 0.5).astype(np.int64)
+
+    def ramps(self) -> list[tuple[int, int]]:
+        """``(start_sample, end_sample)`` of every stretch where the tempo changes."""
+        out = []
+        for i in range(len(self._sample) - 1):
+            if self._bpm[i + 1] != self._bpm[i]:
+                a, b = int(self._sample[i]), int(self._sample[i + 1])
+                if out and out[-1][1] == a:
+                    out[-1] = (out[-1][0], b)
+                else:
+                    out.append((a, b))
+        return out
+
+    def max_change_per_beat(self) -> float:
+        """Largest relative tempo change per beat anywhere on the map (0 for a constant map)."""
+        worst = 0.0
+        for i in range(len(self._sample) - 1):
+            b0, b1 = self._bpm[i], self._bpm[i + 1]
+            if b0 == b1:
+                continue
+            slope_per_s = (b1 - b0) / (self._sample[i + 1] - self._sample[i]) * self.samplerate
+            worst = max(worst, abs(slope_per_s) * 60.0 / min(b0, b1) ** 2)
+        return worst
+
+    def __repr__(self):
+        return (f"TempoMap({len(self._sample)} breakpoints, {self._bpm.min():.1f}-{self._bpm.max():.1f} bpm, "
+                f"{self.end_sample / self.samplerate:.1f} s @ {self.samplerate} Hz)")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Profile -> tempo map
+# ------------------------------------------------------------------------------------------------------------------
+def grade_plateaus(position, grade_pct, hold, hysteresis_pct=1.0):
+    """Collapse a noisy grade series into plateaus with hysteresis.
+
+    The level changes only when the grade differs from the current level by at least ``hysteresis_pct`` points
+    continuously over at least ``hold`` (same unit as ``position``: metres or seconds).  The new level is the mean
+    grade over the held stretch and it takes effect where the stretch began (so a known profile can ramp early).
+
+    Returns
+    -------
+    list of (start_position, level_pct)
+    """
+    position = np.asarray(position, dtype=np.float64)
+    grade_pct = np.asarray(grade_pct, dtype=np.float64)
+    level = float(grade_pct[0])
+    # The first level: the mean over the first hold window, so a start on noise does not fix the level.
+    first = position <= position[0] + hold
+    level = float(grade_pct[first].mean())
+    out = [(float(position[0]), level)]
+    run_start = None
+    for i in range(1, len(position)):
+        g = grade_pct[i]
+        if abs(g - level) >= hysteresis_pct and (run_start is None or np.sign(g - level) == run_sign):
+            if run_start is None:
+                run_start = i
+                run_sign = np.sign(g - level)
+            if position[i] - position[run_start] >= hold:
+                # Held long enough: adopt the mean of the stretch so far.
+                level = float(grade_pct[run_start:i + 1].mean())
+                out.append((float(position[run_start]), level))
+                run_start = None
+        else:
+            run_start = None
+    return out
+
+
+def tempo_map_from_profile(profile, settings: TempoSettings, samplerate: int) -> TempoMap:
+    """Tempo map for a known profile: plateaus of target cadence joined by ramps that *end* where the grade changes.
+
+    Each ramp obeys the per-beat limit.  If two changes are too close for the full ramp, the ramp starts right
+    after the previous change and reaches only as far as the limit allows (the limit is never exceeded); the next
+    plateau continues from the tempo actually reached.
+    """
+    has_distance = profile.total_distance_m > 0 and profile.kind != "workout"
+    if has_distance:
+        position, hold = profile.distance_m, settings.hold_m
+    else:
+        position, hold = profile.time_s, settings.hold_s
+    plateaus = grade_plateaus(position, profile.grade_pct, hold, settings.hysteresis_pct)
+    # Positions -> times.
+    pos_arr = np.array([p for p, _ in plateaus])
+    times = np.interp(pos_arr, position, profile.time_s) if has_distance else pos_arr
+    targets = [float(target_cadence(g, settings)) for _, g in plateaus]
+    duration = profile.duration_s
+    sr = samplerate
+
+    bp_t = [0.0]
+    bp_b = [targets[0]]
+    current = targets[0]
+    prev_change_t = 0.0
+    for t_change, target in zip(times[1:], targets[1:]):
+        if target == current:
+            continue
+        rate = max_ramp_rate_bpm_per_s(min(current, target), settings)
+        need_s = abs(target - current) / rate
+        start = t_change - need_s
+        if start < prev_change_t:
+            start = prev_change_t
+            reach = current + math.copysign(min(abs(target - current), rate * (t_change - start)), target - current)
+        else:
+            reach = target
+        if t_change - start <= 1.0 / sr or reach == current:
+            continue
+        if start > bp_t[-1]:
+            bp_t.append(start)
+            bp_b.append(current)
+        bp_t.append(float(t_change))
+        bp_b.append(reach)
+        current = reach
+        prev_change_t = float(t_change)
+    end_t = max(duration, bp_t[-1])
+    if end_t > bp_t[-1]:
+        bp_t.append(end_t)
+        bp_b.append(current)
+    samples = np.round(np.array(bp_t) * sr)
+    # Rounding can merge breakpoints closer than a sample: keep the first of each.
+    keep = np.concatenate([[True], np.diff(samples) > 0])
+    return TempoMap(samples[keep], np.array(bp_b)[keep], sr, end_sample=int(round(duration * sr)))

@@ -1,0 +1,120 @@
+"""The Profile contract: what every importer (YAML, GPX, FIT, TCX) produces.
+
+A profile is a course or workout resampled onto a regular grid.  Every array has one entry per grid point and is
+read-only (a frozen dataclass holding mutable arrays would not be frozen at all).  The tempo model and the cue
+planner consume only this type, never a file format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Kinds of profile. ``course``: distance-based (timing from the pace model); ``workout``: time-based treadmill
+#: session (timing given); ``activity``: a recorded run whose own timestamps may be used.
+PROFILE_KINDS = ("course", "workout", "activity")
+
+
+def _readonly(values, name: str) -> np.ndarray:
+    arr = np.array(values, dtype=np.float64, copy=True)
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array, got shape {arr.shape}")
+    arr.flags.writeable = False
+    return arr
+
+
+@dataclass(frozen=True)
+class Tag:
+    """A stretch of the course carrying a label, e.g. ``technical`` or ``surface=scree``."""
+
+    start_m: float
+    end_m: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A course or workout on a regular grid.
+
+    Attributes
+    ----------
+    name : str
+        Human name (bundled name, YAML ``name`` or the file stem).
+    source : str
+        Path or ``bundled:NAME`` it was loaded from; used in error messages.
+    kind : str
+        One of :data:`PROFILE_KINDS`.
+    distance_m : ndarray
+        Cumulative distance at each grid point, non-decreasing, starts at 0.
+    elevation_m : ndarray
+        Elevation at each grid point (for workouts: the virtual climb implied by incline x distance).
+    grade_pct : ndarray
+        Smoothed gradient at each point, percent, negative downhill.
+    time_s : ndarray
+        Elapsed time at each point, strictly increasing, starts at 0.
+    speed_mps : ndarray
+        Running speed at each point (pace model, workout speed or recorded speed).
+    tags : tuple of Tag
+        Labelled stretches (technical terrain, surface).
+    base_cadence_spm : float or None
+        The runner's level cadence if the file names one (CLI flag wins).
+    """
+
+    name: str
+    source: str
+    kind: str
+    distance_m: np.ndarray
+    elevation_m: np.ndarray
+    grade_pct: np.ndarray
+    time_s: np.ndarray
+    speed_mps: np.ndarray
+    tags: tuple = field(default_factory=tuple)
+    base_cadence_spm: float | None = None
+
+    def __post_init__(self):
+        if self.kind not in PROFILE_KINDS:
+            raise ValueError(f"{self.source}: kind: {self.kind!r} is not one of {PROFILE_KINDS}")
+        n = None
+        for name in ("distance_m", "elevation_m", "grade_pct", "time_s", "speed_mps"):
+            arr = _readonly(getattr(self, name), name)
+            object.__setattr__(self, name, arr)
+            if n is None:
+                n = arr.size
+            elif arr.size != n:
+                raise ValueError(f"{self.source}: {name}: {arr.size} points, expected {n}")
+        if n < 2:
+            raise ValueError(f"{self.source}: a profile needs at least 2 points, got {n}")
+        if not np.all(np.isfinite(self.grade_pct)) or not np.all(np.isfinite(self.time_s)):
+            raise ValueError(f"{self.source}: grade_pct/time_s contain NaN or inf")
+        if np.any(np.diff(self.time_s) <= 0):
+            raise ValueError(f"{self.source}: time_s must be strictly increasing")
+        object.__setattr__(self, "tags", tuple(self.tags))
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.time_s[-1])
+
+    @property
+    def total_distance_m(self) -> float:
+        return float(self.distance_m[-1])
+
+    @property
+    def total_descent_m(self) -> float:
+        d = np.diff(self.elevation_m)
+        return float(-d[d < 0].sum())
+
+    @property
+    def total_ascent_m(self) -> float:
+        d = np.diff(self.elevation_m)
+        return float(d[d > 0].sum())
+
+    def grade_at_time(self, t_s) -> np.ndarray:
+        """Grade (percent) at elapsed time(s) ``t_s``, linear between grid points."""
+        return np.interp(t_s, self.time_s, self.grade_pct)
+
+    def distance_at_time(self, t_s) -> np.ndarray:
+        return np.interp(t_s, self.time_s, self.distance_m)
+
+    def time_at_distance(self, d_m) -> np.ndarray:
+        return np.interp(d_m, self.distance_m, self.time_s)
