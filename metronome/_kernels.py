@@ -38,6 +38,7 @@ ST_EVENTS_LOST = 9  # events not logged because the event ring was full
 ST_PEAK = 10  # peak |output| so far (after limiter)
 ST_LIMITED = 11  # samples on which the limiter reduced gain
 ST_LAST_BEAT = 12  # sample of the last started beat
+ST_ACTIVE = 13  # voices still sounding after the last sample
 ST_N = 16
 
 CT_TARGET_BPM = 0  # live mode target tempo (sensor thread writes it)
@@ -139,6 +140,19 @@ def beat_times(map_sample, map_bpm, map_phase, samplerate, end_sample, out):
 
 
 @njit(cache=True, nogil=True)
+def _smooth(x, target, coef):
+    """One-pole step that lands *exactly* on the target once within 1e-12 of it.
+
+    Without the snap, ``x + (t - x) c`` can stall one ulp away from ``t`` forever, and the silent fast path
+    (which needs the smoothers at their fixed points) would never engage.
+    """
+    y = x + (target - x) * coef
+    if abs(target - y) < 1e-12:
+        return target
+    return y
+
+
+@njit(cache=True, nogil=True)
 def _log_event(events, ev_idx, st, kind, sample, bpm, clip):
     w = ev_idx[0]
     if w - ev_idx[1] >= events.shape[0]:
@@ -233,8 +247,24 @@ def process_block(out, st, ctl, map_sample, map_bpm, map_phase, samplerate,
     ceiling = ctl[CT_CEILING]
     beat_end = ctl[CT_BEAT_END]
     accent_every = int(ctl[CT_ACCENT_EVERY])
-    for i in range(frames):
+    i = 0
+    while i < frames:
         n = pos + i
+        # ---- fast path: nothing sounding and every smoother at its fixed point => the output is exactly zero
+        # until the next beat (or the block end).  The state is identical to what the slow path would leave, so
+        # this changes speed only, never bits.
+        if (st[ST_ACTIVE] == 0.0 and st[ST_DUCK] == 1.0 and st[ST_LIMIT] == 1.0
+                and st[ST_MASTER] == min(max(ctl[CT_GAIN], 0.0), 1.0)):
+            stop = frames
+            nb = math.floor(st[ST_NEXT_BEAT] + 0.5)
+            if nb - pos < stop and (beat_end < 0.0 or nb < beat_end):
+                stop = int(nb - pos)
+            if stop > i:
+                for j in range(i, stop):
+                    for ch in range(channels):
+                        out[j, ch] = 0.0
+                i = stop
+                continue
         # ---- beat scheduling: at most one beat per sample; several per block are fine.
         beat_sample = math.floor(st[ST_NEXT_BEAT] + 0.5)
         if n == beat_sample and (beat_end < 0.0 or n < beat_end):
@@ -268,6 +298,7 @@ def process_block(out, st, ctl, map_sample, map_bpm, map_phase, samplerate,
         clicks = 0.0
         speech = 0.0
         speaking = False
+        active = 0
         for v in range(voices.shape[0]):
             c = voices[v, V_CLIP]
             if c < 0:
@@ -284,15 +315,17 @@ def process_block(out, st, ctl, map_sample, map_bpm, map_phase, samplerate,
                 voices[v, V_CLIP] = -1
             else:
                 voices[v, V_POS] = p
+                active += 1
+        st[ST_ACTIVE] = float(active)
         duck_target = ctl[CT_DUCK] if speaking else 1.0
-        duck = st[ST_DUCK] + (duck_target - st[ST_DUCK]) * duck_coef
+        duck = _smooth(st[ST_DUCK], duck_target, duck_coef)
         st[ST_DUCK] = duck
         gain_target = min(max(ctl[CT_GAIN], 0.0), 1.0)
-        master = st[ST_MASTER] + (gain_target - st[ST_MASTER]) * gain_coef
+        master = _smooth(st[ST_MASTER], gain_target, gain_coef)
         st[ST_MASTER] = master
         y = (clicks * duck + speech) * master
         # ---- peak limiter: instant attack (no look-ahead, so no added latency), smooth release.
-        lim = st[ST_LIMIT] + (1.0 - st[ST_LIMIT]) * release_coef
+        lim = _smooth(st[ST_LIMIT], 1.0, release_coef)
         a = abs(y)
         if a * lim > ceiling:
             lim = ceiling / a
@@ -309,4 +342,5 @@ def process_block(out, st, ctl, map_sample, map_bpm, map_phase, samplerate,
         ys = np.float32(y)
         for ch in range(channels):
             out[i, ch] = ys
+        i += 1
     st[ST_POS] = float(pos + frames)

@@ -1,0 +1,527 @@
+"""Audio engine driver: owns the preallocated arrays the kernel works on, renders offline and plays live.
+
+Layers (stumpy style): :mod:`metronome._kernels` (numba, arrays in/out) <- this driver (allocation, threads,
+files, devices) <- :mod:`metronome.session` / :mod:`metronome.cli` (public API).
+
+Real-time contract of :meth:`Engine.process`, the body of the PortAudio callback: one numba call over arrays
+allocated in ``__init__``; no allocation proportional to the block, no locks, no I/O, no logging, no JIT (the
+dispatcher is warmed and then frozen with ``disable_compile`` before a stream opens).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _kernels as K
+from .errors import AudioDeviceError, InputError
+from .tempo import TempoMap
+
+FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
+SUBTYPES = ("PCM_16", "PCM_24", "FLOAT", "VORBIS")
+
+
+def db_to_gain(db: float) -> float:
+    return 10.0 ** (db / 20.0)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Output and mixing parameters.
+
+    Attributes
+    ----------
+    samplerate : int
+    channels : int
+        The mono mix is copied to every channel (headphones want 2).
+    ceiling_dbfs : float
+        Output peak never exceeds this (default -6 dBFS), whatever clicks and cues are mixed.
+    volume_db : float
+        Master volume, <= 0 dB: Downbeat never applies positive gain to the user's system.
+    duck_db : float
+        Click level while speech plays (-6 dB).
+    accent_every : int
+        Accent every N steps (0: no accent).
+    n_voices : int
+        Size of the fixed voice pool.
+    """
+
+    samplerate: int = 48000
+    channels: int = 2
+    ceiling_dbfs: float = -6.0
+    volume_db: float = 0.0
+    duck_db: float = -6.0
+    accent_every: int = 4
+    n_voices: int = 8
+
+    def __post_init__(self):
+        if not (isinstance(self.samplerate, (int, np.integer)) and 8000 <= self.samplerate <= 384000):
+            raise InputError(f"--samplerate: {self.samplerate!r} is not an integer in 8000..384000")
+        if self.channels not in (1, 2):
+            raise InputError(f"--channels: {self.channels!r} is not 1 or 2")
+        if not (math.isfinite(self.ceiling_dbfs) and -60.0 <= self.ceiling_dbfs <= 0.0):
+            raise InputError(f"--ceiling-db: {self.ceiling_dbfs!r} is outside -60..0 dBFS")
+        if not (math.isfinite(self.volume_db) and -60.0 <= self.volume_db <= 0.0):
+            raise InputError(f"--volume-db: {self.volume_db!r} is outside -60..0 dB (never positive gain)")
+        if not (math.isfinite(self.duck_db) and -40.0 <= self.duck_db <= 0.0):
+            raise InputError(f"--duck-db: {self.duck_db!r} is outside -40..0 dB")
+        if not (0 <= self.accent_every <= 64):
+            raise InputError(f"--accent-every: {self.accent_every!r} is outside 0..64")
+        if not (2 <= self.n_voices <= 64):
+            raise InputError(f"n_voices: {self.n_voices!r} is outside 2..64")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Clicks and the clip bank
+# ------------------------------------------------------------------------------------------------------------------
+def synth_click(samplerate: int, freq_hz: float, duration_s: float, peak: float) -> np.ndarray:
+    """A short, bright, woodblock-like click.
+
+    Cosine phase and a 0.5 ms linear attack: the first sample is small but non-zero, so the click's onset is
+    exactly its first sample (tests and latency measurements find it without guessing), and there is no step
+    large enough to be heard as a pop.  An exponential decay ends in a 2 ms fade so the tail is exactly zero.
+    """
+    n = int(round(duration_s * samplerate))
+    i = np.arange(n, dtype=np.float64)
+    attack = max(1, int(round(0.0005 * samplerate)))
+    env = np.minimum(1.0, (i + 1.0) / attack) * np.exp(-i / (0.25 * n))
+    fade = max(1, int(round(0.002 * samplerate)))
+    env[-fade:] *= np.linspace(1.0, 0.0, fade + 1)[1:]
+    tone = np.cos(2 * np.pi * freq_hz * i / samplerate) + 0.3 * np.cos(2 * np.pi * 2.0 * freq_hz * i / samplerate)
+    x = env * tone
+    x *= peak / np.max(np.abs(x))
+    return x.astype(np.float32)
+
+
+def default_clicks(samplerate: int) -> tuple[np.ndarray, np.ndarray]:
+    """(accent, normal) clicks. Peaks stay below the -6 dBFS ceiling so clicks alone never engage the limiter."""
+    accent = synth_click(samplerate, 1760.0, 0.030, 0.45)
+    normal = synth_click(samplerate, 1320.0, 0.025, 0.32)
+    return accent, normal
+
+
+@dataclass(frozen=True)
+class ClipBank:
+    """All clips concatenated into one read-only float32 array (clip 0 accent, clip 1 normal, then cues)."""
+
+    data: np.ndarray
+    offsets: np.ndarray
+    lengths: np.ndarray
+    names: tuple
+
+    @classmethod
+    def build(cls, clips: list[tuple[str, np.ndarray]]) -> "ClipBank":
+        names, arrays = zip(*clips)
+        lengths = np.array([len(a) for a in arrays], dtype=np.int64)
+        if np.any(lengths <= 0):
+            raise InputError(f"clip {names[int(np.argmin(lengths))]!r} is empty")
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        data = np.concatenate([np.asarray(a, dtype=np.float32).ravel() for a in arrays]).astype(np.float32)
+        for arr in (data, offsets, lengths):
+            arr.flags.writeable = False
+        return cls(data, offsets, lengths, tuple(names))
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+
+def click_bank(samplerate: int, cue_clips=()) -> ClipBank:
+    accent, normal = default_clicks(samplerate)
+    return ClipBank.build([("accent", accent), ("normal", normal), *cue_clips])
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Engine
+# ------------------------------------------------------------------------------------------------------------------
+EVENT_RING = 4096
+CUE_RING = 256
+TIMING_RING = 1 << 16
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # beat | cue | cue_dropped
+    sample: int
+    time_s: float
+    bpm: float
+    clip: str
+
+
+class Engine:
+    """Owns every array the kernel touches; one instance per stream or render.
+
+    Parameters
+    ----------
+    tempo_map : TempoMap
+    settings : EngineSettings
+    bank : ClipBank, optional
+        Clicks (+ cue clips). Defaults to the synthesized clicks.
+    live : bool
+        Follow ``ctl[CT_TARGET_BPM]`` (slewed per beat) instead of the tempo map.
+    max_change_per_beat : float
+        Live-mode slew limit.
+    min_bpm, max_bpm : float
+        Live-mode bounds for the tempo.
+    """
+
+    def __init__(self, tempo_map: TempoMap, settings: EngineSettings = EngineSettings(), bank: ClipBank | None = None,
+                 *, live: bool = False, max_change_per_beat: float = 0.004, min_bpm: float = 30.0,
+                 max_bpm: float = 300.0, stop_beats_at: int | None = None):
+        if tempo_map.samplerate != settings.samplerate:
+            raise InputError(f"tempo map samplerate {tempo_map.samplerate} != output samplerate {settings.samplerate}")
+        self.tempo_map = tempo_map
+        self.settings = settings
+        self.bank = bank if bank is not None else click_bank(settings.samplerate)
+        sr = float(settings.samplerate)
+        self.samplerate = settings.samplerate
+        self.st = np.zeros(K.ST_N, dtype=np.float64)
+        self.ctl = np.zeros(K.CT_N, dtype=np.float64)
+        self.voices = np.full((settings.n_voices, 3), -1, dtype=np.int64)
+        self.cue_q = np.zeros((CUE_RING, 2), dtype=np.int64)
+        self.cue_idx = np.zeros(2, dtype=np.int64)
+        self.events = np.zeros((EVENT_RING, 4), dtype=np.float64)
+        self.ev_idx = np.zeros(2, dtype=np.int64)
+        gain = db_to_gain(settings.volume_db)
+        self.ctl[K.CT_GAIN] = gain
+        self.ctl[K.CT_LIVE] = 1.0 if live else 0.0
+        self.ctl[K.CT_SLEW] = max_change_per_beat
+        self.ctl[K.CT_MIN_BPM] = min_bpm
+        self.ctl[K.CT_MAX_BPM] = max_bpm
+        self.ctl[K.CT_TARGET_BPM] = float(tempo_map.bpm[0])
+        self.ctl[K.CT_BEAT_END] = -1.0 if stop_beats_at is None else float(stop_beats_at)
+        self.ctl[K.CT_CEILING] = db_to_gain(settings.ceiling_dbfs)
+        self.ctl[K.CT_DUCK] = db_to_gain(settings.duck_db)
+        self.ctl[K.CT_ACCENT_EVERY] = settings.accent_every
+        self.st[K.ST_BPM] = float(tempo_map.bpm[0])
+        self.st[K.ST_DUCK] = 1.0
+        self.st[K.ST_LIMIT] = 1.0
+        # Start at the target gain: the first click already has its own soft attack, a fade-in would only
+        # attenuate it.  Gain *changes* (volume, stop) are smoothed by the kernel.
+        self.st[K.ST_MASTER] = gain
+        self.st[K.ST_LAST_BEAT] = -1.0
+        # Time constants -> per-sample one-pole coefficients (same sound at any samplerate).
+        self.duck_coef = 1.0 - math.exp(-1.0 / (0.010 * sr))
+        self.release_coef = 1.0 - math.exp(-1.0 / (0.050 * sr))
+        self.gain_coef = 1.0 - math.exp(-1.0 / (0.005 * sr))
+        self._map = (tempo_map.sample, tempo_map.bpm, tempo_map.phase)
+        # The argument tuple is built once: the callback does no per-call packing beyond the output array.
+        self._args = (self.st, self.ctl, *self._map, sr, self.bank.data, self.bank.offsets, self.bank.lengths,
+                      self.voices, self.cue_q, self.cue_idx, self.events, self.ev_idx,
+                      self.duck_coef, self.release_coef, self.gain_coef)
+
+    # -- audio thread -----------------------------------------------------------------------------------------
+    def process(self, out: np.ndarray) -> None:
+        """Fill ``out`` (float32 [frames, channels]). Real-time safe once warmed."""
+        K.process_block(out, *self._args)
+
+    # -- control (one writer: the thread that owns the session) ----------------------------------------------
+    def request_cue(self, clip: int, not_before_sample: int) -> bool:
+        """Queue a cue clip to start on the first beat at or after ``not_before_sample``. False if the ring is full."""
+        w, r = int(self.cue_idx[0]), int(self.cue_idx[1])
+        if w - r >= self.cue_q.shape[0]:
+            return False
+        row = w % self.cue_q.shape[0]
+        self.cue_q[row, 0] = clip
+        self.cue_q[row, 1] = not_before_sample
+        self.cue_idx[0] = w + 1  # publish after the row is complete
+        return True
+
+    def set_target_bpm(self, bpm: float) -> None:
+        self.ctl[K.CT_TARGET_BPM] = bpm
+
+    def set_gain(self, gain: float) -> None:
+        self.ctl[K.CT_GAIN] = min(max(gain, 0.0), 1.0)
+
+    # -- polling (main thread) --------------------------------------------------------------------------------
+    def drain_events(self) -> list[Event]:
+        """Events the kernel logged since the last call (beats, cues), oldest first."""
+        w, r = int(self.ev_idx[0]), int(self.ev_idx[1])
+        out = []
+        sr = self.samplerate
+        n = self.events.shape[0]
+        for j in range(r, w):
+            kind, sample, bpm, clip = self.events[j % n]
+            out.append(Event(("beat", "cue", "cue_dropped")[int(kind)], int(sample), sample / sr, float(bpm),
+                             self.bank.names[int(clip)] if 0 <= clip < len(self.bank.names) else str(int(clip))))
+        self.ev_idx[1] = w
+        return out
+
+    @property
+    def position(self) -> int:
+        return int(self.st[K.ST_POS])
+
+    @property
+    def peak(self) -> float:
+        return float(self.st[K.ST_PEAK])
+
+    @property
+    def current_bpm(self) -> float:
+        return float(self.st[K.ST_BPM])
+
+
+def warm_kernels(samplerate: int = 48000, channels: int = 2) -> float:
+    """Compile (or load from the numba cache) every kernel for the exact types used at run time.
+
+    Returns the seconds it took.  Called before any stream opens, so the audio callback never compiles.
+    """
+    t0 = time.perf_counter()
+    tm = TempoMap([0.0, 1000.0], [120.0, 121.0], samplerate)
+    tm.beat_times()
+    for live in (False, True):
+        eng = Engine(tm, EngineSettings(samplerate=samplerate, channels=channels), live=live)
+        buf = np.zeros((64, channels), dtype=np.float32)
+        eng.request_cue(0, 0)
+        eng.process(buf)
+    return time.perf_counter() - t0
+
+
+def freeze_kernels() -> None:
+    """Forbid any further JIT compilation of the audio kernel (a new type signature would raise, not stall)."""
+    K.process_block.disable_compile()
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Offline render
+# ------------------------------------------------------------------------------------------------------------------
+def output_format(path: str, subtype: str | None = None) -> tuple[str, str]:
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in FORMATS:
+        raise InputError(f"{path}: unsupported output format {ext or '(none)'!r}; use .wav, .flac or .ogg")
+    fmt, default = FORMATS[ext]
+    sub = (subtype or default).upper()
+    if sub not in SUBTYPES:
+        raise InputError(f"--subtype: {subtype!r} is not one of {', '.join(SUBTYPES)}")
+    if (fmt == "OGG") != (sub == "VORBIS") or (fmt == "FLAC" and sub == "FLOAT"):
+        raise InputError(f"--subtype: {sub} cannot be written to a {ext} file")
+    return fmt, sub
+
+
+class AtomicOutput:
+    """Write to a temporary file beside ``path``; move it into place only on success.
+
+    So a failed or interrupted render leaves no partial file and never clobbers an existing good one.
+    """
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)
+        folder = os.path.dirname(self.path)
+        if not os.path.isdir(folder):
+            raise InputError(f"{path}: folder {folder!r} does not exist")
+        if os.path.isdir(self.path):
+            raise InputError(f"{path}: is a directory")
+        fd, self.tmp = tempfile.mkstemp(prefix=".downbeat-", suffix=os.path.splitext(path)[1] + ".partial",
+                                        dir=folder)
+        os.close(fd)
+
+    def commit(self):
+        os.replace(self.tmp, self.path)
+
+    def abort(self):
+        try:
+            os.unlink(self.tmp)
+        except FileNotFoundError:
+            pass
+
+
+@dataclass
+class RenderResult:
+    path: str
+    frames: int
+    beats: int
+    cues: int
+    cues_dropped: int
+    peak: float
+    seconds: float
+    events_path: str | None = None
+    events: list = field(default_factory=list)
+
+
+def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = EngineSettings(), *,
+           bank: ClipBank | None = None, cue_requests=(), events_path: str | None = None,
+           blocksize: int = 8192, tail_s: float = 1.0, subtype: str | None = None, progress=None,
+           keep_events: bool = False) -> RenderResult:
+    """Render a tempo map (and cues) to WAV/FLAC/OGG through the live kernel, streaming to disk.
+
+    Memory is constant in the session length: one block buffer, the event ring and the output file handle.
+
+    Parameters
+    ----------
+    cue_requests : iterable of (clip_index, not_before_sample)
+        Sorted by sample. Each starts on the first beat at or after its sample.
+    events_path : str, optional
+        CSV with one row per event: kind, sample, time_s, bpm, clip.
+    progress : callable(frames_done, frames_total), optional
+    """
+    import soundfile as sf
+
+    fmt, sub = output_format(out_path, subtype)
+    if not (1 <= blocksize <= 1 << 20):
+        raise InputError(f"--blocksize: {blocksize!r} is outside 1..1048576")
+    total = tempo_map.end_sample + int(round(tail_s * settings.samplerate))
+    engine = Engine(tempo_map, settings, bank, stop_beats_at=tempo_map.end_sample)
+    requests = sorted((int(c), int(s)) for c, s in cue_requests)
+    outs = [AtomicOutput(out_path)]
+    if events_path:
+        outs.append(AtomicOutput(events_path))
+    t0 = time.perf_counter()
+    beats = cues = dropped = 0
+    kept = []
+    try:
+        buf = np.zeros((blocksize, settings.channels), dtype=np.float32)
+        with sf.SoundFile(outs[0].tmp, "w", samplerate=settings.samplerate, channels=settings.channels,
+                          format=fmt, subtype=sub) as f, \
+                (open(outs[1].tmp, "w", newline="") if events_path else _NullFile()) as ef:
+            writer = csv.writer(ef) if events_path else None
+            if writer:
+                writer.writerow(["kind", "sample", "time_s", "bpm", "clip"])
+            done = 0
+            ri = 0
+            while done < total:
+                n = min(blocksize, total - done)
+                # Queue every cue that could start in this block (it waits in the ring for its beat otherwise).
+                while ri < len(requests) and requests[ri][1] < done + n:
+                    if not engine.request_cue(*requests[ri]):
+                        break
+                    ri += 1
+                view = buf[:n]
+                engine.process(view)
+                f.write(view)
+                for ev in engine.drain_events():
+                    if ev.kind == "beat":
+                        beats += 1
+                    elif ev.kind == "cue":
+                        cues += 1
+                    else:
+                        dropped += 1
+                    if writer:
+                        writer.writerow([ev.kind, ev.sample, f"{ev.time_s:.6f}", f"{ev.bpm:.4f}", ev.clip])
+                    if keep_events:
+                        kept.append(ev)
+                done += n
+                if progress is not None:
+                    progress(done, total)
+        for o in outs:
+            o.commit()
+    except BaseException:
+        for o in outs:
+            o.abort()
+        raise
+    return RenderResult(out_path, total, beats, cues, dropped, engine.peak, time.perf_counter() - t0,
+                        events_path, kept)
+
+
+class _NullFile:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Live play
+# ------------------------------------------------------------------------------------------------------------------
+def find_device(name: str | None):
+    """Resolve ``--device`` (index or case-insensitive substring) to an output device index."""
+    import sounddevice as sd
+
+    try:
+        devices = sd.query_devices()
+    except Exception as exc:  # PortAudio missing or broken: say what to install
+        raise AudioDeviceError(f"PortAudio is not usable ({exc}); install it with 'apt-get install libportaudio2'")
+    outputs = [i for i, d in enumerate(devices) if d["max_output_channels"] > 0]
+    if not outputs:
+        raise AudioDeviceError("no audio output device found (no sound card, JACK or PulseAudio server); "
+                               "use 'downbeat render PROFILE -o out.wav' to make a track instead")
+    if name is None:
+        default = sd.default.device[1]
+        return default if default in outputs else outputs[0]
+    if name.isdigit():
+        if int(name) in outputs:
+            return int(name)
+        raise InputError(f"--device: {name!r} is not an output device index (outputs: {outputs})")
+    matches = [i for i in outputs if name.lower() in devices[i]["name"].lower()]
+    if not matches:
+        names = ", ".join(repr(devices[i]["name"]) for i in outputs)
+        raise InputError(f"--device: no output device matches {name!r} (have: {names})")
+    return matches[0]
+
+
+class LivePlayer:
+    """A PortAudio output stream whose callback is :meth:`Engine.process`.
+
+    The callback records its own duration into a preallocated ring (for the callback-budget benchmark) and
+    counts PortAudio's underflow flags; both are polled by the main thread.
+    """
+
+    def __init__(self, engine: Engine, device=None, blocksize: int = 0, latency="low"):
+        self.engine = engine
+        self.device = device
+        self.blocksize = blocksize
+        self.latency = latency
+        self.xruns = np.zeros(2, dtype=np.int64)  # [output underflows, callbacks]
+        self.timing = np.zeros(TIMING_RING, dtype=np.float64)  # seconds inside the callback
+        self.frames_ring = np.zeros(TIMING_RING, dtype=np.int64)
+        self.finished = threading.Event()
+        self.stream = None
+        self.error = None
+
+    def _callback(self, outdata, frames, time_info, status):
+        t0 = time.perf_counter()
+        if status.output_underflow:
+            self.xruns[0] += 1
+        self.engine.process(outdata)
+        i = self.xruns[1]
+        j = i % TIMING_RING
+        self.frames_ring[j] = frames
+        self.timing[j] = time.perf_counter() - t0
+        self.xruns[1] = i + 1
+
+    def start(self):
+        import sounddevice as sd
+
+        s = self.engine.settings
+        try:
+            self.stream = sd.OutputStream(samplerate=s.samplerate, channels=s.channels, dtype="float32",
+                                          device=self.device, blocksize=self.blocksize, latency=self.latency,
+                                          callback=self._callback, finished_callback=self.finished.set)
+            self.stream.start()
+        except sd.PortAudioError as exc:
+            raise AudioDeviceError(f"cannot open audio output: {exc}") from None
+        return self
+
+    @property
+    def active(self) -> bool:
+        return self.stream is not None and self.stream.active
+
+    def stop(self, fade_s: float = 0.03):
+        """Fade out (no pop), then stop and close the stream."""
+        if self.stream is None:
+            return
+        try:
+            if self.stream.active:
+                self.engine.set_gain(0.0)
+                time.sleep(fade_s + 2 * self.stream.latency)
+            self.stream.stop()
+        except Exception:
+            pass
+        finally:
+            try:
+                self.stream.close()
+            except Exception:
+                pass
+            self.stream = None
+
+    def callback_stats(self) -> dict:
+        n = int(min(self.xruns[1], TIMING_RING))
+        t = self.timing[:n] if n else np.zeros(1)
+        return {"callbacks": int(self.xruns[1]), "underflows": int(self.xruns[0]),
+                "median_s": float(np.median(t)), "p99_s": float(np.percentile(t, 99)),
+                "p999_s": float(np.percentile(t, 99.9)), "max_s": float(t.max())}

@@ -1,0 +1,162 @@
+"""Live session: the main-thread loop around a :class:`~metronome.engine.LivePlayer`.
+
+Threads: the PortAudio callback (runs the kernel), an optional sensor thread (writes one control slot), and the
+main thread, which feeds cue requests into the SPSC ring ahead of time, drains the kernel's event ring, draws
+the status line and watches the device.  No thread ever waits on another.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import numpy as np
+
+from .engine import Engine, EngineSettings, LivePlayer, click_bank, find_device, freeze_kernels, warm_kernels
+from .errors import AudioDeviceError, InputError
+from .tempo import TempoMap, TempoSettings
+
+CUE_LOOKAHEAD_S = 5.0
+POLL_S = 0.1
+STALL_S = 2.0  # no callback for this long while the stream claims to run => the device is gone
+
+
+def _status_line(t_s, grade, target, actual, next_cue, underflows, sensor_txt):
+    g = "  --  " if grade is None or not math.isfinite(grade) else f"{grade:+5.1f}%"
+    nc = f"next cue {next_cue}" if next_cue else "no cue queued"
+    return (f"{int(t_s // 60):02d}:{t_s % 60:04.1f}  grade {g}  cadence {actual:5.1f} -> {target:5.1f} spm  "
+            f"{nc}  xruns {underflows}{sensor_txt}")
+
+
+def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocksize=0, duration=None, quiet=False,
+             base_cadence=None, samplerate=48000, upper_cap=1.08, volume_db=0.0, ceiling_db=-6.0, accent_every=4,
+             no_cues=False, voice_pack=None, reconnect=False, status_stream=None, on_ready=None):
+    """Play a profile and/or a live sensor feed until the profile ends, ``duration`` passes or Ctrl-C.
+
+    Returns a summary dict (also printed by the CLI).
+    """
+    from .session import load_profile, plan_session
+
+    es = EngineSettings(samplerate=samplerate, channels=2, ceiling_dbfs=ceiling_db, volume_db=volume_db,
+                        accent_every=accent_every)
+    dev = find_device(device)  # fail fast, before any slow preparation
+    prof = load_profile(profile) if profile else None
+    base = base_cadence if base_cadence is not None else ((prof.base_cadence_spm if prof else None) or 170.0)
+    ts = TempoSettings(base_cadence_spm=float(base), upper_cap=float(upper_cap))
+    warnings = []
+    if prof is not None:
+        plan = plan_session(prof, ts, es, cues=not no_cues, voice_pack=voice_pack)
+        tm, bank, requests, planned = plan.tempo_map, plan.bank, list(plan.cue_requests), list(plan.planned_cues)
+        warnings += list(plan.warnings)
+    else:
+        span = duration if duration else 24 * 3600.0
+        tm = TempoMap.constant(base, samplerate, span)
+        bank, requests, planned = click_bank(samplerate), [], []
+    feed = None
+    if sensor is not None:
+        from .sensors import SensorFeed, parse_sensor_url
+
+        spec = parse_sensor_url(sensor, listen_any=listen_any)
+        fallback = None
+        if prof is not None:
+            fallback = lambda t_s: float(tm.bpm_at(t_s * samplerate))  # noqa: E731
+        engine = Engine(tm, es, bank, live=True, max_change_per_beat=ts.max_change_per_beat,
+                        min_bpm=ts.min_bpm, max_bpm=ts.max_bpm)
+        feed = SensorFeed(spec, engine.ctl, ts, fallback=fallback)
+    else:
+        engine = Engine(tm, es, bank, stop_beats_at=tm.end_sample if prof is not None else None)
+    for w in warnings:
+        print(f"downbeat: warning: {w}", file=sys.stderr)
+
+    warm_s = warm_kernels(samplerate, es.channels)
+    freeze_kernels()
+    end_sample = tm.end_sample + samplerate if prof is not None else None
+    if duration is not None:
+        d = int(duration * samplerate)
+        end_sample = d if end_sample is None else min(end_sample, d)
+
+    player = LivePlayer(engine, device=dev, blocksize=blocksize)
+    summary = {"played_s": 0.0, "beats": 0, "cues": 0, "cues_dropped": 0, "underflows": 0, "callbacks": 0,
+               "callback_p99_ms": 0.0, "warm_s": round(warm_s, 3), "error": None, "stop_reason": None}
+    live_view = None
+    if not quiet and sys.stderr.isatty():
+        from rich.console import Console
+        from rich.live import Live
+
+        live_view = Live("", console=Console(file=status_stream or sys.stderr), refresh_per_second=4,
+                         transient=True)
+    ri = 0
+    last_cb, last_cb_t = -1, time.monotonic()
+    next_cue_name = None
+    try:
+        if feed is not None:
+            feed.start()
+        player.start()
+        if on_ready is not None:
+            on_ready(player)
+        if live_view is not None:
+            live_view.start()
+        while True:
+            pos = engine.position
+            # Cue requests a few seconds ahead: the kernel starts each on its beat, sample-exact.
+            while ri < len(requests) and requests[ri][1] < pos + CUE_LOOKAHEAD_S * samplerate:
+                if not engine.request_cue(*requests[ri]):
+                    break
+                ri += 1
+            next_cue_name = planned[ri].cue_id if ri < len(planned) else None
+            for ev in engine.drain_events():
+                if ev.kind == "beat":
+                    summary["beats"] += 1
+                elif ev.kind == "cue":
+                    summary["cues"] += 1
+                else:
+                    summary["cues_dropped"] += 1
+            if end_sample is not None and pos >= end_sample:
+                summary["stop_reason"] = "end"
+                break
+            cb = int(player.xruns[1])
+            now = time.monotonic()
+            if cb != last_cb:
+                last_cb, last_cb_t = cb, now
+            elif now - last_cb_t > STALL_S or not player.active:
+                raise AudioDeviceError("audio device stopped (server gone or device unplugged)"
+                                       + ("" if reconnect else "; use --reconnect to keep trying"))
+            if live_view is not None:
+                t_s = pos / samplerate
+                grade = None
+                sensor_txt = ""
+                if feed is not None:
+                    st = feed.state()
+                    grade = st.get("grade_pct")
+                    sensor_txt = f"  sensor {st.get('status', '')}"
+                elif prof is not None:
+                    grade = float(prof.grade_at_time(min(t_s, prof.duration_s)))
+                target = float(engine.ctl[0]) if feed is not None else float(tm.bpm_at(pos))
+                live_view.update(_status_line(t_s, grade, target, engine.current_bpm, next_cue_name,
+                                              int(player.xruns[0]), sensor_txt))
+            time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        summary["stop_reason"] = "interrupted"
+    except AudioDeviceError as exc:
+        summary["error"] = str(exc)
+        summary["stop_reason"] = "device"
+        print(f"downbeat: error: {exc}", file=sys.stderr)
+    finally:
+        if live_view is not None:
+            live_view.stop()
+        if feed is not None:
+            feed.stop()
+        player.stop()
+    for ev in engine.drain_events():
+        summary["beats"] += ev.kind == "beat"
+        summary["cues"] += ev.kind == "cue"
+    stats = player.callback_stats()
+    summary["played_s"] = engine.position / samplerate
+    summary["underflows"] = stats["underflows"]
+    summary["callbacks"] = stats["callbacks"]
+    summary["callback_p99_ms"] = stats["p99_s"] * 1e3
+    summary["peak"] = engine.peak
+    if feed is not None:
+        summary["sensor"] = feed.summary() if hasattr(feed, "summary") else {}
+    return summary

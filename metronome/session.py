@@ -1,0 +1,65 @@
+"""A session: profile -> tempo map -> (cue plan) -> clip bank -> engine; the public API the CLI drives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .engine import ClipBank, EngineSettings, click_bank
+from .errors import InputError
+from .tempo import TempoMap, TempoSettings, tempo_map_from_profile
+
+DEFAULT_PROFILE = "demo-descent"
+
+
+@dataclass(frozen=True)
+class SessionPlan:
+    """Everything needed to render or play a profile, computed once, immutable."""
+
+    profile: object
+    tempo_settings: TempoSettings
+    engine_settings: EngineSettings
+    tempo_map: TempoMap
+    bank: ClipBank
+    cue_requests: tuple = ()  # (clip index, start sample)
+    planned_cues: tuple = ()
+    warnings: tuple = field(default_factory=tuple)
+
+
+def load_profile(spec: str, **kwargs):
+    """Load a profile by path or bundled name (thin wrapper so the CLI imports one place)."""
+    from profiles import load_profile as _load
+
+    return _load(spec, **kwargs)
+
+
+def plan_session(profile, tempo_settings: TempoSettings | None = None,
+                 engine_settings: EngineSettings = EngineSettings(), *, cues: bool = True,
+                 voice_pack: str | None = None) -> SessionPlan:
+    """Build the tempo map and, unless ``cues`` is False, the cue plan and voice clips for a profile.
+
+    A missing speech engine is not fatal: the session keeps its clicks and the reason is returned in
+    ``warnings`` for the CLI to print.
+    """
+    if tempo_settings is None:
+        base = profile.base_cadence_spm or TempoSettings.base_cadence_spm
+        tempo_settings = TempoSettings(base_cadence_spm=base)
+    tm = tempo_map_from_profile(profile, tempo_settings, engine_settings.samplerate)
+    warnings = []
+    cue_clips, requests, planned = [], [], []
+    if cues:
+        try:
+            from cues.session import plan_profile_cues
+        except ImportError:  # the cue package is optional at this layer
+            plan_profile_cues = None
+        if plan_profile_cues is not None:
+            try:
+                cue_clips, planned = plan_profile_cues(profile, tm, engine_settings.samplerate,
+                                                       voice_pack=voice_pack)
+            except InputError as exc:
+                warnings.append(f"cues disabled: {exc}")
+                cue_clips, planned = [], []
+    bank = click_bank(engine_settings.samplerate, cue_clips)
+    for cue in planned:
+        requests.append((bank.index(cue.clip_name), cue.start_sample))
+    return SessionPlan(profile, tempo_settings, engine_settings, tm, bank, tuple(requests), tuple(planned),
+                       tuple(warnings))
