@@ -59,6 +59,12 @@ class Profile:
         Labelled stretches (technical terrain, surface).
     base_cadence_spm : float or None
         The runner's level cadence if the file names one (CLI flag wins).
+    recorded_cadence_spm : ndarray or None
+        Optional (added for issue 3): cadence recorded by the device at each grid point (steps per minute), for
+        activities that have it; ``None`` otherwise.  Read-only like the other arrays.
+    notes : tuple of str
+        Optional (added for issue 3): how the profile was derived (smoothing window, timing source), for
+        summaries.  Never needed by the tempo model or the cue planner.
     """
 
     name: str
@@ -71,6 +77,8 @@ class Profile:
     speed_mps: np.ndarray
     tags: tuple = field(default_factory=tuple)
     base_cadence_spm: float | None = None
+    recorded_cadence_spm: np.ndarray | None = None
+    notes: tuple = field(default_factory=tuple)
 
     def __post_init__(self):
         if self.kind not in PROFILE_KINDS:
@@ -90,6 +98,12 @@ class Profile:
         if np.any(np.diff(self.time_s) <= 0):
             raise ValueError(f"{self.source}: time_s must be strictly increasing")
         object.__setattr__(self, "tags", tuple(self.tags))
+        object.__setattr__(self, "notes", tuple(self.notes))
+        if self.recorded_cadence_spm is not None:
+            cad = _readonly(self.recorded_cadence_spm, "recorded_cadence_spm")
+            if cad.size != n:
+                raise ValueError(f"{self.source}: recorded_cadence_spm: {cad.size} points, expected {n}")
+            object.__setattr__(self, "recorded_cadence_spm", cad)
 
     @property
     def duration_s(self) -> float:

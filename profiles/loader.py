@@ -1,0 +1,130 @@
+"""``load_profile``: one entry point for every profile format, bundled names included."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from metronome.errors import ProfileError
+
+from .schema import Profile
+
+BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
+BUNDLED_EXTENSIONS = (".yaml", ".gpx")
+EXTENSIONS = (".yaml", ".yml", ".gpx", ".fit", ".tcx")
+#: Larger than any real activity (a 24 h 1 s FIT is ~3 MB, a 100 km GPX ~3 MB): refuse before reading it all.
+MAX_FILE_BYTES = 256 * 1024 * 1024
+
+
+def bundled_names() -> list[str]:
+    """Names of the bundled profiles (``profiles/bundled/NAME.yaml`` or ``.gpx``), sorted."""
+    if not BUNDLED_DIR.is_dir():
+        return []
+    return sorted({p.stem for p in BUNDLED_DIR.iterdir() if p.suffix in BUNDLED_EXTENSIONS and p.is_file()})
+
+
+def bundled_path(name: str) -> Path | None:
+    """Path of the bundled profile ``name`` (with or without extension), or ``None``."""
+    stem, ext = os.path.splitext(name)
+    if ext in BUNDLED_EXTENSIONS:
+        candidates = [BUNDLED_DIR / name]
+    else:
+        candidates = [BUNDLED_DIR / (name + e) for e in BUNDLED_EXTENSIONS]
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def _is_bare_name(text: str) -> bool:
+    return bool(text) and os.sep not in text and (os.altsep is None or os.altsep not in text) and text not in (".", "..")
+
+
+def resolve(path_or_name) -> tuple[Path, str, str, str]:
+    """``(path, name, source, display)`` for a path or a bundled name.
+
+    A bare name (no path separator) that is not an existing file resolves to a bundled profile.
+    """
+    text = os.fspath(path_or_name)
+    if not isinstance(text, str):
+        text = os.fsdecode(text)
+    if not text.strip():
+        raise ProfileError("profile: '' is not a file or a bundled profile name")
+    if _is_bare_name(text) and not os.path.lexists(text):
+        p = bundled_path(text)
+        if p is None:
+            raise ProfileError(f"{text}: no such file or bundled profile (bundled: {', '.join(bundled_names())})")
+        return p, p.stem, f"bundled:{p.stem}", f"bundled:{p.stem}"
+    p = Path(text)
+    return p, p.stem, text, text
+
+
+def _read_bytes(path: Path, display: str) -> bytes:
+    try:
+        if path.is_dir():
+            raise ProfileError(f"{display}: is a directory, not a profile file")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ProfileError(f"{display}: {size} bytes is larger than the {MAX_FILE_BYTES >> 20} MiB limit")
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ProfileError(f"{display}: no such file") from None
+    except PermissionError:
+        raise ProfileError(f"{display}: permission denied") from None
+    except IsADirectoryError:
+        raise ProfileError(f"{display}: is a directory, not a profile file") from None
+    except OSError as exc:
+        raise ProfileError(f"{display}: cannot read ({exc.strerror or exc})") from None
+    if not data.strip():
+        raise ProfileError(f"{display}: empty file")
+    return data
+
+
+def load_profile(path_or_name, *, flat_pace_s_per_km=None, smoothing_m=None, use_recorded_time=None) -> Profile:
+    """Load a course, workout or activity as a :class:`Profile`.
+
+    Parameters
+    ----------
+    path_or_name : str or path-like
+        A ``.yaml``/``.yml`` course or workout, a ``.gpx``, ``.fit`` or ``.tcx`` file, or the name of a bundled
+        profile (see :func:`bundled_names`), e.g. ``"demo-descent"``.
+    flat_pace_s_per_km : float, optional
+        The runner's pace on the flat for the pace model (default: the file's, else 330 s/km = 5:30 min/km).
+    smoothing_m : float, optional
+        Grade smoothing window.  Default: 50 m for device/barometric elevation, 100 m when the elevation is noisy
+        (GPS-only); authored YAML courses are not smoothed.
+    use_recorded_time : bool, optional
+        Use an activity's own timestamps (pauses removed) instead of the pace model.  Default: yes when every
+        point has a plausible timestamp; ``True`` makes unusable timestamps an error, ``False`` always uses the
+        pace model.
+
+    Raises
+    ------
+    ProfileError
+        For every problem with the input, as a one-line ``file: field: problem`` message.
+    """
+    path, name, source, display = resolve(path_or_name)
+    ext = path.suffix.lower()
+    if ext not in EXTENSIONS:
+        raise ProfileError(f"{display}: unknown profile type {ext or '(no extension)'!r} "
+                           f"(expected one of {', '.join(EXTENSIONS)})")
+    data = _read_bytes(path, display)
+    if smoothing_m is not None:
+        try:
+            smoothing_m = float(smoothing_m)
+        except (TypeError, ValueError):
+            raise ProfileError(f"{display}: smoothing_m: {smoothing_m!r} is not a number") from None
+    kwargs = dict(name=name, source=source, display=display, flat_pace_s_per_km=flat_pace_s_per_km,
+                  smoothing_m=smoothing_m, use_recorded_time=use_recorded_time)
+    if ext in (".yaml", ".yml"):
+        from .course import parse_yaml, profile_from_yaml
+        return profile_from_yaml(parse_yaml(data, display), **kwargs)
+    from .track import profile_from_track
+    if ext == ".gpx":
+        from .gpx import read_gpx
+        raw = read_gpx(data, display)
+    elif ext == ".tcx":
+        from .tcx import read_tcx
+        raw = read_tcx(data, display)
+    else:
+        from .fit import read_fit
+        raw = read_fit(data, display)
+    return profile_from_track(raw, **kwargs)
