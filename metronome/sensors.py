@@ -309,12 +309,29 @@ class FilterParams:
                 raise SensorError(f"{name}: {v!r} must be a positive number of seconds")
 
 
-#: ``fallback(now_s, distance_m) -> bpm``: the tempo to use when no live grade is available (before the first
+#: ``fallback(now_s[, distance_m]) -> bpm``: the tempo to use when no live grade is available (before the first
 #: packet, after a dropout longer than ``hold_last_s``, or always for a grade-less foot pod).  ``now_s`` is the
-#: feed's clock; ``distance_m`` is the live cumulative distance if the sensor reports/implies one, else ``None``.
+#: feed's ``clock()`` (not session time: subtract your own start time); ``distance_m``, passed only to callables
+#: that accept two arguments, is the live cumulative distance if the sensor reports/implies one, else ``None``.
 Fallback = Callable[[float, "float | None"], float]
 
 MODES = ("waiting", "live", "hold", "fallback")
+
+
+def _accepts_two_args(fn) -> bool:
+    """True if ``fn(now_s, distance_m)`` is a valid call; one-argument fallbacks get only ``now_s``."""
+    if fn is None:
+        return False
+    import inspect
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return True
+    try:
+        sig.bind(0.0, None)
+        return True
+    except TypeError:
+        return False
 
 
 class GradeFilter:
@@ -337,6 +354,7 @@ class GradeFilter:
                  params: FilterParams = FilterParams()):
         self.settings = settings
         self.fallback = fallback
+        self._fallback_wants_distance = _accepts_two_args(fallback)
         self.params = params
         self._window: collections.deque = collections.deque(maxlen=1024)  # (t, grade) within smoothing_s
         self.smoothed_grade_pct: float | None = None
@@ -432,7 +450,10 @@ class GradeFilter:
             bpm = s.base_cadence_spm
             if self.fallback is not None:
                 try:
-                    fb = float(self.fallback(now_s, self.distance_m if self._has_distance else None))
+                    if self._fallback_wants_distance:
+                        fb = float(self.fallback(now_s, self.distance_m if self._has_distance else None))
+                    else:
+                        fb = float(self.fallback(now_s))
                 except Exception:  # a broken fallback must not silence the metronome
                     fb = float("nan")
                 if math.isfinite(fb):
@@ -460,6 +481,34 @@ class FeedState:
     error: str | None = None
     last_reject: str | None = None
     address: str | None = None
+
+    def get(self, name: str, default=None):
+        """Mapping-style access (``state.get("grade_pct")``) for status-line code."""
+        return getattr(self, name, default)
+
+    def as_dict(self) -> dict:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__} | {"status": self.status}
+
+    @property
+    def status(self) -> str:
+        """Short human summary, e.g. ``live -6.0% (level -5.8%) 2.8 m/s 176 spm`` or ``fallback: no data 42 s``."""
+        if self.mode == "waiting":
+            txt = "waiting for data"
+        elif self.mode == "fallback":
+            txt = f"fallback: no grade for {self.since_last_good_s:.0f} s"
+        else:
+            txt = f"{self.mode} {self.grade_pct:+.1f}% (level {self.level_grade_pct:+.1f}%)"
+            if self.mode == "hold":
+                txt += f" {self.since_last_good_s:.0f} s old"
+        if self.speed_mps is not None:
+            txt += f" {self.speed_mps:.1f} m/s"
+        if self.cadence_spm is not None:
+            txt += f" {self.cadence_spm:.0f} spm"
+        if self.source_done:
+            txt += " [source ended]"
+        if self.error:
+            txt += f" [{self.error}]"
+        return txt
 
 
 class FeedCore:
@@ -962,8 +1011,10 @@ class SensorFeed:
         The engine's control array.  Only ``ctl[CT_TARGET_BPM]`` is written (a single float64 store per update);
         ``CT_LIVE``, ``CT_SLEW`` and the bpm bounds stay the engine's.
     settings : TempoSettings
-    fallback : callable ``(now_s, distance_m) -> bpm``, optional
-        Tempo when no live grade is available (see :data:`Fallback`); default: the base cadence.
+    fallback : callable ``(now_s) -> bpm`` or ``(now_s, distance_m) -> bpm``, optional
+        Tempo when no live grade is available (see :data:`Fallback`); default: the base cadence.  ``now_s`` is
+        ``clock()``: a profile-following fallback maps it to session time itself, e.g.
+        ``t0 = clock(); fallback = lambda now_s: tempo_map.bpm_at((now_s - t0) * samplerate)``.
     clock : callable
         Monotonic seconds; the same clock is passed to ``fallback``.
     source : object, optional
