@@ -6,6 +6,7 @@ Course::
     kind: course                 # default
     base_cadence_spm: 170        # optional
     flat_pace_s_per_km: 330      # optional (5:30 min/km)
+    start_elevation_m: 1200      # optional (0)
     segments:
       - {distance_m: 400, grade_pct: 0}
       - {distance_m: 1500, grade_pct: -10, surface: gravel}
@@ -45,7 +46,8 @@ MAX_SEGMENTS = 10_000
 #: Workouts are gridded in time: one point per second is plenty for a metronome.
 WORKOUT_STEP_S = 1.0
 
-COURSE_KEYS = {"name", "kind", "base_cadence_spm", "flat_pace_s_per_km", "segments", "description"}
+COURSE_KEYS = {"name", "kind", "base_cadence_spm", "flat_pace_s_per_km", "start_elevation_m", "segments",
+               "description"}
 COURSE_SEGMENT_KEYS = {"distance_m", "grade_pct", "surface", "technical", "note"}
 WORKOUT_KEYS = {"name", "kind", "base_cadence_spm", "segments", "description"}
 WORKOUT_SEGMENT_KEYS = {"duration_s", "incline_pct", "speed_kmh", "note"}
@@ -143,7 +145,8 @@ def profile_from_yaml(doc, *, name: str, source: str, display: str, flat_pace_s_
         pace_s = ctx.number(pace_s, "flat_pace_s_per_km", lo, hi, "s/km")
     else:
         pace_s = pace.DEFAULT_FLAT_PACE_S_PER_KM
-    return _course(ctx, segs, title.strip(), source, base, pace_s, smoothing_m or 0.0)
+    start_m = ctx.number(doc.get("start_elevation_m", 0.0), "start_elevation_m", -500.0, 9000.0, "m")
+    return _course(ctx, segs, title.strip(), source, base, pace_s, smoothing_m or 0.0, start_m)
 
 
 def _segment_dict(ctx, seg, i, allowed, required):
@@ -157,7 +160,18 @@ def _segment_dict(ctx, seg, i, allowed, required):
     return where
 
 
-def _course(ctx, segs, title, source, base, pace_s, smoothing_m) -> Profile:
+def _merge_grid(regular: np.ndarray, bounds: np.ndarray, tol: float = 1e-6) -> np.ndarray:
+    """Union of a regular grid and the segment bounds, dropping regular points within ``tol`` of a bound.
+
+    The bound itself must survive (not a regular point a rounding error below it), or the stretch that starts
+    there would be assigned to the previous segment.
+    """
+    pos = np.clip(np.searchsorted(bounds, regular), 1, len(bounds) - 1)
+    near = np.minimum(np.abs(regular - bounds[pos - 1]), np.abs(regular - bounds[pos])) <= tol
+    return np.union1d(regular[~near], bounds)
+
+
+def _course(ctx, segs, title, source, base, pace_s, smoothing_m, start_elevation_m=0.0) -> Profile:
     lengths, grades, tags = [], [], []
     start = 0.0
     for i, seg in enumerate(segs):
@@ -182,11 +196,10 @@ def _course(ctx, segs, title, source, base, pace_s, smoothing_m) -> Profile:
     if total > 1_000_000.0:
         ctx.fail("segments", f"total distance {total:.0f} m is longer than 1000 km")
     # Grid: every GRID_STEP_M plus every segment boundary, so a grade change sits exactly on a point.
-    grid = np.union1d(G.regular_grid(total), bounds)
-    grid = grid[np.concatenate([[True], np.diff(grid) > 1e-6])]
+    grid = _merge_grid(G.regular_grid(total), bounds)
     seg_of_interval = np.clip(np.searchsorted(bounds, grid[:-1], side="right") - 1, 0, len(grades) - 1)
     g_int = np.asarray(grades)[seg_of_interval]                       # exact grade of each grid interval
-    elevation = np.concatenate([[0.0], np.cumsum(g_int / 100.0 * np.diff(grid))])
+    elevation = start_elevation_m + np.concatenate([[0.0], np.cumsum(g_int / 100.0 * np.diff(grid))])
     if smoothing_m > 0:
         _, grade_pct = G.smooth_grade(grid, elevation, smoothing_m)
     else:
@@ -212,8 +225,7 @@ def _workout(ctx, segs, title, source, base) -> Profile:
     total = float(bounds[-1])
     if total > 24 * 3600.0:
         ctx.fail("segments", f"total duration {total:.0f} s is longer than 24 h")
-    t = np.union1d(np.arange(0.0, total, WORKOUT_STEP_S), bounds)
-    t = t[np.concatenate([[True], np.diff(t) > 1e-6])]
+    t = _merge_grid(np.arange(0.0, total, WORKOUT_STEP_S), bounds)
     seg_of_interval = np.clip(np.searchsorted(bounds, t[:-1], side="right") - 1, 0, len(segs) - 1)
     v_int = np.asarray(speeds)[seg_of_interval] / 3.6
     g_int = np.asarray(inclines)[seg_of_interval]

@@ -127,14 +127,28 @@ def climb_totals_m(elevation_m, hysteresis_m: float = 0.0) -> tuple[float, float
         return float(d[d > 0].sum()), float(-d[d < 0].sum())
     # The trigger state depends on the path, so this one is a loop; it runs once per summary, not per sample.
     up = down = 0.0
-    ref = float(e[0])
+    ref = ext = float(e[0])      # last counted turning point, and the extreme of the move in progress
+    direction = 0
     for x in e.tolist():
-        if x > ref + hysteresis_m:
-            up += x - ref
-            ref = x
-        elif x < ref - hysteresis_m:
-            down += ref - x
-            ref = x
+        if direction == 0:
+            if abs(x - ref) >= hysteresis_m:
+                direction, ext = (1 if x > ref else -1), x
+        elif direction == 1:
+            if x > ext:
+                ext = x
+            elif x <= ext - hysteresis_m:
+                up += ext - ref
+                ref, ext, direction = ext, x, -1
+        else:
+            if x < ext:
+                ext = x
+            elif x >= ext + hysteresis_m:
+                down += ref - ext
+                ref, ext, direction = ext, x, 1
+    if direction == 1:
+        up += ext - ref
+    elif direction == -1:
+        down += ref - ext
     return up, down
 
 
