@@ -96,7 +96,7 @@ def _cumulative_distance(raw: RawTrack, display: str) -> np.ndarray:
         d = _fill_by_index(np.asarray(raw.distance_m, dtype=np.float64))
         if np.any(d < 0):
             bad = d[d < 0][0]
-            raise ProfileError(f"{display}: distance: {bad!r} is negative")
+            raise ProfileError(f"{display}: distance: {float(bad)!r} is negative")
         # Devices occasionally step back by a few centimetres (GPS/footpod fusion); distance never decreases.
         return np.maximum.accumulate(d - d[0])
     if raw.lat_deg is None or raw.lon_deg is None:
@@ -152,8 +152,8 @@ def profile_from_track(raw: RawTrack, *, name: str, source: str, display: str, f
     bad = np.isfinite(ele) & ((ele < lo) | (ele > hi))
     if bad.any():
         i = int(np.argmax(bad))
-        raise ProfileError(f"{display}: {raw.point_name}[{i}].{raw.ele_field.strip('<>')}: {ele[i]!r} is outside "
-                           f"{lo:g}..{hi:g} m")
+        field = f"{raw.point_name}[{i}].{raw.ele_field.strip('<>')}"
+        raise ProfileError(f"{display}: {field}: {float(ele[i])!r} is outside {lo:g}..{hi:g} m")
 
     d_raw = _cumulative_distance(raw, display)
     total = float(d_raw[-1])
