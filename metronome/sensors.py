@@ -840,13 +840,14 @@ def load_replay(path, speed: float = 1.0, *, max_rate_hz: float = 20.0) -> list[
     """A file as a schedule of protocol messages: ``[(wall_offset_s, json_bytes), ...]``.
 
     ``.csv``: ``t,grade_pct[,speed_mps,cadence_spm]`` (a header row naming the columns is optional; ``#``
-    comments allowed).  Anything else goes through ``profiles.load_profile`` (GPX/FIT/TCX/YAML).  Points closer
+    comments allowed); with a speed column each message also carries the cumulative course ``distance_m``.  Anything else goes through ``profiles.load_profile`` (GPX/FIT/TCX/YAML).  Points closer
     than ``1/max_rate_hz`` of *wall* time are thinned so a fast replay of a dense profile does not look like a
     flood.  The messages are the same JSON as a live sender's, so a replay exercises the live path end to end.
     """
     path = Path(path)
     if path.suffix.lower() == ".csv":
         rows = _read_replay_csv(path)
+        _add_csv_distance(rows)
     else:
         rows = _profile_rows(path)
     min_gap = speed / max_rate_hz  # in course seconds
@@ -854,7 +855,7 @@ def load_replay(path, speed: float = 1.0, *, max_rate_hz: float = 20.0) -> list[
     last = None
     for i, row in enumerate(rows):
         t = row["t"]
-        if last is not None and t - last < min_gap and i != len(rows) - 1:
+        if last is not None and t - last < min_gap * (1 - 1e-9) and i != len(rows) - 1:  # float grids
             continue
         last = t
         msg = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items() if v is not None}
@@ -917,6 +918,24 @@ def _read_replay_csv(path: Path) -> list[dict]:
     if not rows:
         raise SensorError(f"{path}: no data rows")
     return rows
+
+
+def _add_csv_distance(rows: list[dict]) -> None:
+    """Cumulative ``distance_m`` from the speed column (trapezoid over *course* time).
+
+    The feed's own hold timers run on wall time (a replay *is* a live feed), so at 10x a 15 s hold spans 150 s
+    of course; the distance hold (60 m) uses this course distance and behaves as on the day at any speed.
+    """
+    if not any(r.get("speed_mps") is not None for r in rows):
+        return
+    d = 0.0
+    prev = None
+    for r in rows:
+        v = r.get("speed_mps")
+        if prev is not None and v is not None and prev.get("speed_mps") is not None:
+            d += 0.5 * (v + prev["speed_mps"]) * (r["t"] - prev["t"])
+        r["distance_m"] = d
+        prev = r
 
 
 def _profile_rows(path: Path) -> list[dict]:
