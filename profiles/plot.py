@@ -31,6 +31,17 @@ def cadence_curves(profile: Profile, settings: TempoSettings, samplerate: int = 
     return target_cadence(profile.grade_pct, settings), tmap.bpm_at(profile.time_s * samplerate)
 
 
+def _interp_extrap(v, xp, fp):
+    """``np.interp`` that continues the end slopes instead of clamping, so axis ticks beyond the data are not
+    all piled up at the edge."""
+    v = np.asarray(v, dtype=np.float64)
+    out = np.interp(v, xp, fp)
+    lo_slope = (fp[1] - fp[0]) / (xp[1] - xp[0])
+    hi_slope = (fp[-1] - fp[-2]) / (xp[-1] - xp[-2])
+    out = np.where(v < xp[0], fp[0] + (v - xp[0]) * lo_slope, out)
+    return np.where(v > xp[-1], fp[-1] + (v - xp[-1]) * hi_slope, out)
+
+
 def render_figure(profile: Profile, settings: TempoSettings, cue_markers=None):
     """Build the figure (a :class:`matplotlib.figure.Figure`, not shown, not saved)."""
     from matplotlib.figure import Figure
@@ -90,8 +101,8 @@ def render_figure(profile: Profile, settings: TempoSettings, cue_markers=None):
     if not by_time:
         # Time on the top axis: the pace model (or the recording) maps distance to time monotonically.
         d_km, t_min = profile.distance_m / 1000.0, profile.time_s / 60.0
-        top = ax_e.secondary_xaxis("top", functions=(lambda v: np.interp(v, d_km, t_min),
-                                                     lambda v: np.interp(v, t_min, d_km)))
+        top = ax_e.secondary_xaxis("top", functions=(lambda v: _interp_extrap(v, d_km, t_min),
+                                                     lambda v: _interp_extrap(v, t_min, d_km)))
         top.set_xlabel("time (min)")
     for ax in (ax_e, ax_g, ax_c):
         ax.grid(True, color="#dddddd", lw=0.5)
