@@ -434,8 +434,12 @@ class GradeFilter:
 
     # -- output -----------------------------------------------------------------------------------------------
     def mode(self, now_s: float) -> str:
+        """``waiting`` (nothing yet), ``live`` (grade <= 2 s old), ``hold`` (<= hold_last_s), ``fallback``.
+
+        A sensor that sends data but never a grade (a foot pod) is in ``fallback`` from its first packet.
+        """
         if self.last_good_s is None:
-            return "waiting"
+            return "waiting" if self._last_push_s is None else "fallback"
         age = now_s - self.last_good_s
         if age > self.params.hold_last_s:
             return "fallback"
@@ -495,7 +499,8 @@ class FeedState:
         if self.mode == "waiting":
             txt = "waiting for data"
         elif self.mode == "fallback":
-            txt = f"fallback: no grade for {self.since_last_good_s:.0f} s"
+            txt = ("fallback: this sensor sends no grade" if self.since_last_good_s is None
+                   else f"fallback: no grade for {self.since_last_good_s:.0f} s")
         else:
             txt = f"{self.mode} {self.grade_pct:+.1f}% (level {self.level_grade_pct:+.1f}%)"
             if self.mode == "hold":

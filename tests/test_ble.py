@@ -252,3 +252,131 @@ def test_close_without_open_is_harmless():
     src = RscSource("AA:BB:CC:DD:EE:FF")
     src.close(timeout_s=0.1)
     assert src.read(0.0) == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The asyncio side with a fake BleakClient (same API as bleak's; still no radio)
+# ---------------------------------------------------------------------------------------------------------------
+import asyncio  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from metronome import _kernels as K  # noqa: E402
+from metronome.sensors import SensorFeed  # noqa: E402
+from metronome.tempo import target_cadence  # noqa: E402
+
+
+class FakeBleakClient:
+    """Connects, delivers ``packets`` as notifications, then drops the link after ``link_s``."""
+
+    instances: list = []
+    packets: list = []
+    fail_connect = False
+    link_s = 0.05
+
+    def __init__(self, address, disconnected_callback=None, services=None, *, timeout=30.0, **kw):
+        self.address, self.timeout = address, timeout
+        self.is_connected = False
+        self.notified_uuid = None
+        type(self).instances.append(self)
+
+    async def __aenter__(self):
+        if type(self).fail_connect:
+            raise OSError("Device with address AA:BB:CC:DD:EE:FF was not found")
+        self.is_connected = True
+        return self
+
+    async def __aexit__(self, *exc):
+        self.is_connected = False
+
+    async def start_notify(self, uuid, callback):
+        self.notified_uuid = uuid
+        for p in type(self).packets:
+            callback(None, bytearray(p))
+        asyncio.get_running_loop().call_later(type(self).link_s, self._drop)
+
+    def _drop(self):
+        self.is_connected = False
+
+    async def stop_notify(self, uuid):
+        pass
+
+
+@pytest.fixture
+def fake_bleak(monkeypatch):
+    import bleak
+
+    class Client(FakeBleakClient):
+        instances = []
+        packets = []
+
+    monkeypatch.setattr(bleak, "BleakClient", Client)
+    return Client
+
+
+def _wait(pred, timeout_s=10.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.005)
+    return pred()
+
+
+def test_ble_source_subscribes_decodes_and_reconnects(fake_bleak):
+    fake_bleak.packets = [_payload(FTMS[2])]
+    src = FtmsSource("AA:BB:CC:DD:EE:FF", retry_s=0.1)
+    src.open()
+    try:
+        got = []
+        assert _wait(lambda: got.extend(src.read(0.01)) or len(fake_bleak.instances) >= 2)  # dropped, reconnected
+        assert fake_bleak.instances[0].notified_uuid == ble.TREADMILL_DATA_UUID
+        assert fake_bleak.instances[0].address == "AA:BB:CC:DD:EE:FF"
+        assert got and all(isinstance(r, Reading) and r.grade_pct == 13.0 for r in got)
+    finally:
+        t0 = time.monotonic()
+        src.close(timeout_s=5.0)
+        assert time.monotonic() - t0 < 2.0 and not src._thread.is_alive()
+
+
+def test_ble_connect_failure_is_reported_and_retried(fake_bleak):
+    fake_bleak.fail_connect = True
+    src = RscSource("AA:BB:CC:DD:EE:FF", retry_s=0.1)
+    src.open()
+    try:
+        assert _wait(lambda: len(fake_bleak.instances) >= 2)
+        assert "was not found" in src.last_error and not src.connected
+    finally:
+        src.close(timeout_s=5.0)
+
+
+def test_ftms_url_drives_the_control_slot_end_to_end(fake_bleak):
+    fake_bleak.packets = [_payload(FTMS[2])]  # Life Fitness at 13 %: above the steep threshold
+    fake_bleak.link_s = 60.0
+    ctl = np.zeros(K.CT_N)
+    ts = TempoSettings()
+    feed = SensorFeed("ftms:AA:BB:CC:DD:EE:FF", ctl, ts)
+    feed.start()
+    try:
+        want = float(target_cadence(13.0, ts))
+        assert want < ts.base_cadence_spm
+        assert _wait(lambda: ctl[K.CT_TARGET_BPM] == want)
+        st = feed.state()
+        assert st.grade_pct == 13.0 and st.distance_m == 122 and st.speed_mps == pytest.approx(4.02 / 3.6)
+    finally:
+        assert feed.stop(timeout_s=5.0)
+
+
+def test_rsc_url_with_strides_option(fake_bleak):
+    fake_bleak.packets = [_payload(RSC[0])]  # Technogym MyRun: 51 /min
+    fake_bleak.link_s = 60.0
+    feed = SensorFeed("rsc:AA:BB:CC:DD:EE:FF?cadence=strides", np.zeros(K.CT_N), TempoSettings())
+    feed.start()
+    try:
+        assert _wait(lambda: feed.state().cadence_spm == 102)
+        assert fake_bleak.instances[0].notified_uuid == ble.RSC_MEASUREMENT_UUID
+        st = feed.state()
+        assert st.mode == "fallback" and st.status.startswith("fallback: this sensor sends no grade")
+    finally:
+        assert feed.stop(timeout_s=5.0)
