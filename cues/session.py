@@ -1,0 +1,50 @@
+"""Glue for :mod:`metronome.session`: a profile and its tempo map -> cue clips + planned cues."""
+
+from __future__ import annotations
+
+from .library import load_library
+from .planner import PlannerRules, plan_cues
+from .terrain import TerrainRules, terrain_events
+
+
+def plan_profile_cues(profile, tempo_map, samplerate: int, voice_pack=None, *, library=None, voice: str = "en-us",
+                      rules: PlannerRules = PlannerRules(), terrain_rules: TerrainRules = TerrainRules(),
+                      cache_dir=None):
+    """Plan the cues of a known profile and synthesize the clips they use.
+
+    Parameters
+    ----------
+    profile : profiles.schema.Profile
+    tempo_map : metronome.tempo.TempoMap
+    samplerate : int
+    voice_pack : path, optional
+        Voice pack folder overriding synthesized speech.
+    library : CueLibrary, optional
+        Default: the bundled library.
+
+    Returns
+    -------
+    (clips, planned) : (list of (name, float32 ndarray), list of PlannedCue)
+        ``clips`` holds only the phrasings the plan uses, named ``PlannedCue.clip_name``; ``planned`` is sorted by
+        ``start_sample`` and every ``start_sample`` is a beat of ``tempo_map``.
+
+    Raises
+    ------
+    VoiceUnavailableError
+        espeak-ng is missing (a :class:`CueError`, hence an ``InputError``: the caller keeps the clicks).
+    CueError
+        Bad library or voice pack.
+    """
+    from .voice import VoiceBank  # the audio stack only when clips are actually needed
+
+    lib = library if library is not None else load_library()
+    bank = VoiceBank(lib, samplerate, voice=voice, pack_dir=voice_pack, cache_dir=cache_dir)
+    lengths = bank.durations_samples()
+    planned = plan_cues(terrain_events(profile, terrain_rules), tempo_map.beat_samples(), tempo_map.ramps(),
+                        lengths, samplerate, lib, rules)
+    clips, seen = [], set()
+    for cue in planned:
+        if cue.clip_name not in seen:
+            seen.add(cue.clip_name)
+            clips.append((cue.clip_name, bank.clip(cue.cue_id, cue.phrasing_index)))
+    return clips, planned
