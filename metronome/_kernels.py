@@ -344,3 +344,115 @@ def process_block(out, st, ctl, map_sample, map_bpm, map_phase, samplerate,
             out[i, ch] = ys
         i += 1
     st[ST_POS] = float(pos + frames)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The PortAudio callback as a C function (numba cfunc): the audio thread never enters the Python interpreter.
+#
+# Why not sounddevice's Python callback: a cffi Python callback must take the GIL.  When the main thread holds the
+# GIL and is preempted (a loaded 2-core machine), the real-time audio thread waits on that lock and the server
+# reports an xrun.  Measured on the JACK dummy server with the other core busy: 1-19 underflows in 10 s with the
+# Python callback, 0 with this one (see benchmarks/README.md).
+#
+# The callback finds the engine's preallocated arrays through a table of addresses (int64) passed as PortAudio's
+# ``userData``; the arrays are owned by :class:`metronome.engine.Engine`, which keeps them alive for the stream.
+# --------------------------------------------------------------------------------------------------------------
+from llvmlite import ir  # noqa: E402
+from numba import carray, cfunc, types  # noqa: E402
+from numba.core import cgutils  # noqa: E402
+from numba.extending import intrinsic  # noqa: E402
+
+
+@intrinsic
+def _voidptr(typingctx, addr):
+    """An integer address as a ``void*`` (numba documents this pattern for arrays from raw memory)."""
+    sig = types.voidptr(addr)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return sig, codegen
+
+
+@intrinsic
+def _monotonic_ns(typingctx):
+    """``clock_gettime(CLOCK_MONOTONIC)`` in ns, called directly from compiled code (vDSO: no syscall, no
+    allocation), declared at the LLVM level so the callback stays cacheable (a ctypes global would not be)."""
+    sig = types.int64()
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        ts_t = ir.LiteralStructType([i64, i64])
+        fnty = ir.FunctionType(ir.IntType(32), [ir.IntType(32), ts_t.as_pointer()])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "clock_gettime")
+        ts = cgutils.alloca_once(builder, ts_t)
+        builder.call(fn, [ir.Constant(ir.IntType(32), 1), ts])  # CLOCK_MONOTONIC = 1 on Linux
+        sec = builder.load(cgutils.gep_inbounds(builder, ts, 0, 0))
+        nsec = builder.load(cgutils.gep_inbounds(builder, ts, 0, 1))
+        return builder.add(builder.mul(sec, ir.Constant(i64, 1000000000)), nsec)
+
+    return sig, codegen
+
+
+# Pointer-table slots (int64 [P_N]): addresses, then sizes.
+(P_ST, P_CTL, P_MAP_S, P_MAP_B, P_MAP_P, P_MAP_N, P_BANK, P_BANK_N, P_CLIP_OFF, P_CLIP_LEN, P_NCLIPS, P_VOICES,
+ P_NVOICES, P_CUEQ, P_NCUEQ, P_CUEIDX, P_EVENTS, P_NEVENTS, P_EVIDX, P_PARAMS, P_STATS, P_CHANNELS, P_TIMING,
+ P_NTIMING) = range(24)
+P_N = 32
+# params (float64): samplerate, duck_coef, release_coef, gain_coef
+# stats (int64): output underflows, callbacks, frames
+S_UNDERFLOWS, S_CALLBACKS, S_FRAMES = 0, 1, 2
+S_N = 8
+PA_OUTPUT_UNDERFLOW = 0x4  # paOutputUnderflow in portaudio.h
+PA_CONTINUE = 0
+
+# PaStreamCallback: int (const void *in, void *out, unsigned long frames, const PaStreamCallbackTimeInfo *,
+#                        PaStreamCallbackFlags, void *userData); unsigned long is 64-bit on LP64 platforms.
+PA_CALLBACK_SIG = types.intc(types.voidptr, types.voidptr, types.uint64, types.voidptr, types.uint64,
+                             types.voidptr)
+
+
+def _pa_callback(inp, outp, frames, time_info, status, user):
+    t0 = _monotonic_ns()
+    tbl = carray(user, (P_N,), np.int64)
+    stats = carray(_voidptr(tbl[P_STATS]), (S_N,), np.int64)
+    if status & PA_OUTPUT_UNDERFLOW:
+        stats[S_UNDERFLOWS] += 1
+    n = int(frames)
+    params = carray(_voidptr(tbl[P_PARAMS]), (4,), np.float64)
+    out = carray(outp, (n, tbl[P_CHANNELS]), np.float32)
+    process_block(out,
+                  carray(_voidptr(tbl[P_ST]), (ST_N,), np.float64),
+                  carray(_voidptr(tbl[P_CTL]), (CT_N,), np.float64),
+                  carray(_voidptr(tbl[P_MAP_S]), (tbl[P_MAP_N],), np.float64),
+                  carray(_voidptr(tbl[P_MAP_B]), (tbl[P_MAP_N],), np.float64),
+                  carray(_voidptr(tbl[P_MAP_P]), (tbl[P_MAP_N],), np.float64),
+                  params[0],
+                  carray(_voidptr(tbl[P_BANK]), (tbl[P_BANK_N],), np.float32),
+                  carray(_voidptr(tbl[P_CLIP_OFF]), (tbl[P_NCLIPS],), np.int64),
+                  carray(_voidptr(tbl[P_CLIP_LEN]), (tbl[P_NCLIPS],), np.int64),
+                  carray(_voidptr(tbl[P_VOICES]), (tbl[P_NVOICES], 3), np.int64),
+                  carray(_voidptr(tbl[P_CUEQ]), (tbl[P_NCUEQ], 2), np.int64),
+                  carray(_voidptr(tbl[P_CUEIDX]), (2,), np.int64),
+                  carray(_voidptr(tbl[P_EVENTS]), (tbl[P_NEVENTS], 4), np.float64),
+                  carray(_voidptr(tbl[P_EVIDX]), (2,), np.int64),
+                  params[1], params[2], params[3])
+    k = stats[S_CALLBACKS]
+    timing = carray(_voidptr(tbl[P_TIMING]), (tbl[P_NTIMING], 2), np.int64)
+    row = k % tbl[P_NTIMING]
+    timing[row, 0] = _monotonic_ns() - t0
+    timing[row, 1] = n
+    stats[S_FRAMES] += n
+    stats[S_CALLBACKS] = k + 1  # published last: a reader that sees k+1 sees the row
+    return PA_CONTINUE
+
+
+_PA_CALLBACK = None
+
+
+def pa_callback():
+    """The compiled C callback (compiled or loaded from the numba cache on first use, i.e. at warm-up)."""
+    global _PA_CALLBACK
+    if _PA_CALLBACK is None:
+        _PA_CALLBACK = cfunc(PA_CALLBACK_SIG, nopython=True, cache=True)(_pa_callback)
+    return _PA_CALLBACK

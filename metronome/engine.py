@@ -279,6 +279,15 @@ def warm_kernels(samplerate: int = 48000, channels: int = 2) -> float:
         buf = np.zeros((64, channels), dtype=np.float32)
         eng.request_cue(0, 0)
         eng.process(buf)
+    # The C callback, called once exactly as PortAudio will call it (into a scratch buffer).
+    import ctypes
+
+    player = LivePlayer(Engine(tm, EngineSettings(samplerate=samplerate, channels=channels)))
+    cb = K.pa_callback()
+    fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p,
+                          ctypes.c_ulong, ctypes.c_void_p)(cb.address)
+    buf = np.zeros((64, channels), dtype=np.float32)
+    fn(None, buf.ctypes.data, 64, None, 0, player.table.ctypes.data)
     return time.perf_counter() - t0
 
 
@@ -447,18 +456,21 @@ def find_device(name: str | None):
         if int(name) in outputs:
             return int(name)
         raise InputError(f"--device: {name!r} is not an output device index (outputs: {outputs})")
-    matches = [i for i in outputs if name.lower() in devices[i]["name"].lower()]
+    apis = sd.query_hostapis()
+    # "JACK", "pulse" or "USB": match the device name or its host API's name.
+    label = {i: f"{devices[i]['name']} ({apis[devices[i]['hostapi']]['name']})" for i in outputs}
+    matches = [i for i in outputs if name.lower() in label[i].lower()]
     if not matches:
-        names = ", ".join(repr(devices[i]["name"]) for i in outputs)
+        names = ", ".join(repr(label[i]) for i in outputs)
         raise InputError(f"--device: no output device matches {name!r} (have: {names})")
     return matches[0]
 
 
 class LivePlayer:
-    """A PortAudio output stream whose callback is :meth:`Engine.process`.
+    """A PortAudio output stream whose callback is the compiled C function :func:`metronome._kernels.pa_callback`.
 
-    The callback records its own duration into a preallocated ring (for the callback-budget benchmark) and
-    counts PortAudio's underflow flags; both are polled by the main thread.
+    The callback never enters Python (no GIL, so no priority inversion against the main thread).  It counts
+    PortAudio's underflow flags and records its own duration into preallocated rings; the main thread polls them.
     """
 
     def __init__(self, engine: Engine, device=None, blocksize: int = 0, latency="low"):
@@ -466,32 +478,47 @@ class LivePlayer:
         self.device = device
         self.blocksize = blocksize
         self.latency = latency
-        self.xruns = np.zeros(2, dtype=np.int64)  # [output underflows, callbacks]
-        self.timing = np.zeros(TIMING_RING, dtype=np.float64)  # seconds inside the callback
-        self.frames_ring = np.zeros(TIMING_RING, dtype=np.int64)
-        self.finished = threading.Event()
+        self.stats = np.zeros(K.S_N, dtype=np.int64)
+        self.timing = np.zeros((TIMING_RING, 2), dtype=np.int64)  # ns inside the callback, frames
+        self.params = np.array([engine.samplerate, engine.duck_coef, engine.release_coef, engine.gain_coef],
+                               dtype=np.float64)
+        e, b = engine, engine.bank
+        table = np.zeros(K.P_N, dtype=np.int64)
+        for slot, arr in ((K.P_ST, e.st), (K.P_CTL, e.ctl), (K.P_MAP_S, e._map[0]), (K.P_MAP_B, e._map[1]),
+                          (K.P_MAP_P, e._map[2]), (K.P_BANK, b.data), (K.P_CLIP_OFF, b.offsets),
+                          (K.P_CLIP_LEN, b.lengths), (K.P_VOICES, e.voices), (K.P_CUEQ, e.cue_q),
+                          (K.P_CUEIDX, e.cue_idx), (K.P_EVENTS, e.events), (K.P_EVIDX, e.ev_idx),
+                          (K.P_PARAMS, self.params), (K.P_STATS, self.stats), (K.P_TIMING, self.timing)):
+            assert arr.flags.c_contiguous
+            table[slot] = arr.ctypes.data
+        table[K.P_MAP_N] = e._map[0].size
+        table[K.P_BANK_N] = b.data.size
+        table[K.P_NCLIPS] = b.offsets.size
+        table[K.P_NVOICES] = e.voices.shape[0]
+        table[K.P_NCUEQ] = e.cue_q.shape[0]
+        table[K.P_NEVENTS] = e.events.shape[0]
+        table[K.P_CHANNELS] = engine.settings.channels
+        table[K.P_NTIMING] = TIMING_RING
+        self.table = table  # kept alive (with the engine's arrays) for the stream's lifetime
         self.stream = None
-        self.error = None
 
-    def _callback(self, outdata, frames, time_info, status):
-        t0 = time.perf_counter()
-        if status.output_underflow:
-            self.xruns[0] += 1
-        self.engine.process(outdata)
-        i = self.xruns[1]
-        j = i % TIMING_RING
-        self.frames_ring[j] = frames
-        self.timing[j] = time.perf_counter() - t0
-        self.xruns[1] = i + 1
+    @property
+    def xruns(self):
+        """[output underflows, callbacks] (compatibility view of :attr:`stats`)."""
+        return self.stats[:2]
 
     def start(self):
         import sounddevice as sd
 
         s = self.engine.settings
+        callback = K.pa_callback()  # compiled at warm-up; loading is a dictionary hit here
         try:
-            self.stream = sd.OutputStream(samplerate=s.samplerate, channels=s.channels, dtype="float32",
-                                          device=self.device, blocksize=self.blocksize, latency=self.latency,
-                                          callback=self._callback, finished_callback=self.finished.set)
+            # sounddevice's documented extension point for library authors: a C function pointer + userdata.
+            self.stream = sd._StreamBase(kind="output", samplerate=s.samplerate, blocksize=self.blocksize,
+                                         device=self.device, channels=s.channels, dtype="float32",
+                                         latency=self.latency, callback=callback.address,
+                                         userdata=sd._ffi.cast("void *", self.table.ctypes.data),
+                                         wrap_callback=None)
             self.stream.start()
         except sd.PortAudioError as exc:
             raise AudioDeviceError(f"cannot open audio output: {exc}") from None
@@ -520,8 +547,12 @@ class LivePlayer:
             self.stream = None
 
     def callback_stats(self) -> dict:
-        n = int(min(self.xruns[1], TIMING_RING))
-        t = self.timing[:n] if n else np.zeros(1)
-        return {"callbacks": int(self.xruns[1]), "underflows": int(self.xruns[0]),
+        """Callback count, underflows and time inside the callback (last TIMING_RING callbacks)."""
+        calls = int(self.stats[K.S_CALLBACKS])
+        n = min(calls, TIMING_RING)
+        t = self.timing[:n, 0] * 1e-9 if n else np.zeros(1)
+        frames = self.timing[:n, 1] if n else np.ones(1)
+        return {"callbacks": calls, "underflows": int(self.stats[K.S_UNDERFLOWS]),
+                "frames": int(self.stats[K.S_FRAMES]), "median_frames": int(np.median(frames)),
                 "median_s": float(np.median(t)), "p99_s": float(np.percentile(t, 99)),
                 "p999_s": float(np.percentile(t, 99.9)), "max_s": float(t.max())}

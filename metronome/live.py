@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from ._kernels import CT_TARGET_BPM
 from .engine import Engine, EngineSettings, LivePlayer, click_bank, find_device, freeze_kernels, warm_kernels
 from .errors import AudioDeviceError, InputError
 from .tempo import TempoMap, TempoSettings
@@ -132,7 +133,7 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
                     sensor_txt = f"  sensor {st.get('status', '')}"
                 elif prof is not None:
                     grade = float(prof.grade_at_time(min(t_s, prof.duration_s)))
-                target = float(engine.ctl[0]) if feed is not None else float(tm.bpm_at(pos))
+                target = float(engine.ctl[CT_TARGET_BPM]) if feed is not None else float(tm.bpm_at(pos))
                 live_view.update(_status_line(t_s, grade, target, engine.current_bpm, next_cue_name,
                                               int(player.xruns[0]), sensor_txt))
             time.sleep(POLL_S)
@@ -156,6 +157,8 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
     summary["underflows"] = stats["underflows"]
     summary["callbacks"] = stats["callbacks"]
     summary["callback_p99_ms"] = stats["p99_s"] * 1e3
+    summary["callback_max_ms"] = stats["max_s"] * 1e3
+    summary["blocksize"] = stats["median_frames"]
     summary["peak"] = engine.peak
     if feed is not None:
         summary["sensor"] = feed.summary() if hasattr(feed, "summary") else {}

@@ -1077,6 +1077,12 @@ class SensorFeed:
     def stats_dict(self) -> dict[str, int]:
         return stats_dict(self.core.stats.counts)
 
+    def summary(self) -> dict:
+        """End-of-session report: the URL, the counters and the last state (JSON-friendly)."""
+        st = self.state()
+        return {"url": self.spec.url, "kind": self.spec.kind, "counters": self.stats_dict(),
+                "last_state": {k: v for k, v in st.as_dict().items() if k != "last_good_s"}}
+
     @property
     def address(self):
         """``(host, port)`` actually bound for UDP (useful with port 0), else None."""

@@ -275,35 +275,35 @@ def tempo_map_from_profile(profile, settings: TempoSettings, samplerate: int) ->
     duration = profile.duration_s
     sr = samplerate
 
-    bp_t = [0.0]
+    # Work in integer samples so the breakpoints are exactly what the kernel sees: the ramp start is rounded
+    # *away* from the change, so rounding only ever lengthens a ramp and never makes it steeper than the limit.
+    bp_s = [0]
     bp_b = [targets[0]]
     current = targets[0]
-    prev_change_t = 0.0
+    prev_change = 0
     for t_change, target in zip(times[1:], targets[1:]):
         if target == current:
             continue
-        rate = max_ramp_rate_bpm_per_s(min(current, target), settings)
-        need_s = abs(target - current) / rate
-        start = t_change - need_s
-        if start < prev_change_t:
-            start = prev_change_t
-            reach = current + math.copysign(min(abs(target - current), rate * (t_change - start)), target - current)
+        change = int(round(t_change * sr))
+        rate_per_sample = max_ramp_rate_bpm_per_s(min(current, target), settings) / sr
+        start = change - int(math.ceil(abs(target - current) / rate_per_sample))
+        if start < prev_change:
+            start = prev_change
+            reach = current + math.copysign(min(abs(target - current), rate_per_sample * (change - start)),
+                                            target - current)
         else:
             reach = target
-        if t_change - start <= 1.0 / sr or reach == current:
+        if change <= start or reach == current:
             continue
-        if start > bp_t[-1]:
-            bp_t.append(start)
+        if start > bp_s[-1]:
+            bp_s.append(start)
             bp_b.append(current)
-        bp_t.append(float(t_change))
+        bp_s.append(change)
         bp_b.append(reach)
         current = reach
-        prev_change_t = float(t_change)
-    end_t = max(duration, bp_t[-1])
-    if end_t > bp_t[-1]:
-        bp_t.append(end_t)
+        prev_change = change
+    end = int(round(duration * sr))
+    if end > bp_s[-1]:
+        bp_s.append(end)
         bp_b.append(current)
-    samples = np.round(np.array(bp_t) * sr)
-    # Rounding can merge breakpoints closer than a sample: keep the first of each.
-    keep = np.concatenate([[True], np.diff(samples) > 0])
-    return TempoMap(samples[keep], np.array(bp_b)[keep], sr, end_sample=int(round(duration * sr)))
+    return TempoMap(np.array(bp_s, dtype=np.float64), np.array(bp_b), sr, end_sample=end)

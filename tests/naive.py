@@ -101,3 +101,15 @@ def onsets(x, threshold=0.0):
     if nz.size == 0:
         return nz
     return nz[np.concatenate([[True], np.diff(nz) > 1])]
+
+
+def assert_rounded(samples, exact_times, tie_tol=1e-6):
+    """Every sample is its exact time rounded to the nearest sample; at a half-sample tie (within ``tie_tol``,
+    below what bisection or the closed form can resolve) either neighbour is the correct rounding."""
+    samples = np.asarray(samples, dtype=np.int64)
+    exact_times = np.asarray(exact_times, dtype=np.float64)
+    assert samples.shape == exact_times.shape, (samples.shape, exact_times.shape)
+    err = np.abs(samples - exact_times)
+    bad = np.flatnonzero(err > 0.5 + tie_tol)
+    assert bad.size == 0, f"beats {bad[:5]} off: samples {samples[bad[:5]]}, exact {exact_times[bad[:5]]}"
+    return True
