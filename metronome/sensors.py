@@ -42,7 +42,7 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
@@ -107,9 +107,6 @@ class Reading:
     cadence_spm: float | None = None
     distance_m: float | None = None
     elevation_m: float | None = None
-
-
-_BAD = object()
 
 
 def _number(value):
@@ -535,7 +532,11 @@ class FeedCore:
         self.last_reject: Reject | None = None
 
     def handle(self, item, now_s: float) -> Reading | Reject | None:
-        """Process one item; returns the accepted Reading, the Reject, or None (rate-limited / reordered)."""
+        """Process one item; returns the accepted Reading, the Reject, or None (rate-limited / reordered).
+
+        The token bucket comes first, so during a flood most items are counted as ``rate_limited`` whatever they
+        contain: refusing them unparsed is the point.
+        """
         c = self.stats.counts
         c[S_RECEIVED] += 1
         if not self.bucket.take(now_s):
@@ -961,7 +962,12 @@ def _profile_rows(path: Path) -> list[dict]:
 
 
 class ReplaySource:
-    """Plays :func:`load_replay`'s schedule against ``clock`` (``speed`` times real time), then sets ``done``."""
+    """Plays :func:`load_replay`'s schedule against ``clock`` (``speed`` times real time), then sets ``done``.
+
+    The replay is a live feed: the filter's timers (15 s hold, 30 s dropout) run on the feed's wall clock, while
+    the messages carry course time ``t`` and course ``distance_m``, so the 60 m hold behaves as on the day at any
+    speed.  When the file ends the feed goes quiet and, 30 s later, falls back like any dropped sensor.
+    """
 
     def __init__(self, path, speed: float = 1.0, clock: Callable[[], float] = time.monotonic, *,
                  max_rate_hz: float = 20.0, sleep: Callable[[float], None] = time.sleep):
@@ -1093,7 +1099,6 @@ class SensorFeed:
         snap = self._state
         if snap.last_good_s is None:
             return snap
-        from dataclasses import replace
         return replace(snap, since_last_good_s=max(0.0, self.clock() - snap.last_good_s))
 
     def start(self) -> "SensorFeed":

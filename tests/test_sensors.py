@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from metronome.errors import InputError, SensorError
 from metronome.sensors import (MAX_MESSAGE_BYTES, S_ACCEPTED, S_CLOCK_RESETS, S_N, S_RATE_LIMITED, S_RECEIVED,
-                               S_REJECT_BASE, S_REORDERED, STAT_NAMES, FeedCore, FeedState, FilterParams,
+                               S_REORDERED, STAT_NAMES, FeedCore, FeedState, FilterParams,
                                GradeFilter, Reading, Reject, RejectReason, SensorSpec, SensorStats, TokenBucket,
                                make_reading, parse_message, parse_sensor_url, stats_dict)
 from metronome.tempo import TempoSettings, target_cadence
