@@ -153,11 +153,28 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
 @click.option("--quiet", is_flag=True, help="No live status line.")
 @click.option("--json", "as_json", is_flag=True, help="Print the session summary as JSON.")
+@click.option("--fallback-render", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="With no audio output device, render to FILE instead of failing.")
 @common_options
-def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_json, base_cadence, samplerate,
-         upper_cap, volume_db, ceiling_db, accent_every, no_cues, voice_pack):
+def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_json, fallback_render, base_cadence,
+         samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues, voice_pack):
     """Play PROFILE live on an audio device (default: the bundled demo descent)."""
+    from .engine import NoOutputDevice, find_device
     from .live import run_play
+
+    if fallback_render is not None:
+        try:
+            find_device(device)
+        except NoOutputDevice as exc:
+            if profile is None:
+                profile = "demo-descent"
+            click.echo(f"downbeat: {exc.reason}; rendering {profile} to {fallback_render} instead", err=True)
+            ctx = click.get_current_context()
+            ctx.invoke(render, profile=profile, out=fallback_render, events=None, blocksize=8192, channels=2,
+                       subtype=None, quiet=quiet, as_json=as_json, base_cadence=base_cadence, samplerate=samplerate,
+                       upper_cap=upper_cap, volume_db=volume_db, ceiling_db=ceiling_db, accent_every=accent_every,
+                       no_cues=no_cues, voice_pack=voice_pack)
+            return
 
     if blocksize < 0 or blocksize > 65536:
         raise InputError(f"--blocksize: {blocksize!r} is outside 0..65536")

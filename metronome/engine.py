@@ -437,18 +437,25 @@ class _NullFile:
 # ------------------------------------------------------------------------------------------------------------------
 # Live play
 # ------------------------------------------------------------------------------------------------------------------
+class NoOutputDevice(AudioDeviceError):
+    """No audio output at all (as opposed to a bad ``--device`` value)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(f"{reason}; use 'downbeat render PROFILE -o out.wav' to make a track instead")
+
+
 def find_device(name: str | None):
     """Resolve ``--device`` (index or case-insensitive substring) to an output device index."""
-    import sounddevice as sd
-
     try:
+        import sounddevice as sd  # raises OSError when libportaudio2 is missing
+
         devices = sd.query_devices()
     except Exception as exc:  # PortAudio missing or broken: say what to install
-        raise AudioDeviceError(f"PortAudio is not usable ({exc}); install it with 'apt-get install libportaudio2'")
+        raise NoOutputDevice(f"PortAudio is not usable ({exc}); install it with 'apt-get install libportaudio2'")
     outputs = [i for i, d in enumerate(devices) if d["max_output_channels"] > 0]
     if not outputs:
-        raise AudioDeviceError("no audio output device found (no sound card, JACK or PulseAudio server); "
-                               "use 'downbeat render PROFILE -o out.wav' to make a track instead")
+        raise NoOutputDevice("no audio output device found (no sound card, JACK or PulseAudio server)")
     if name is None:
         default = sd.default.device[1]
         return default if default in outputs else outputs[0]
