@@ -169,9 +169,11 @@ def _candidates(events, library: CueLibrary, rules: PlannerRules, samplerate: in
         counts[trigger] = k + 1
         return _rotated(cues, k)
 
-    for ev in sorted(events, key=lambda e: (e.time_s, TERRAIN_KINDS.index(e.kind))):
-        if not isinstance(ev, TerrainEvent) or ev.kind not in TERRAIN_KINDS:
+    events = list(events)
+    for ev in events:
+        if not isinstance(ev, TerrainEvent) or ev.kind not in TERRAIN_KINDS or not math.isfinite(ev.time_s):
             raise CueError(f"plan_cues: events: {ev!r} is not a TerrainEvent")
+    for ev in sorted(events, key=lambda e: (e.time_s, TERRAIN_KINDS.index(e.kind))):
         t = s(ev.time_s)
         if ev.kind == "descent_start":
             # Announcement: the most specific matching cue (steep descents get "steep descent coming up").
