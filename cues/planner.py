@@ -388,7 +388,12 @@ class LivePlanner:
 
     Deterministic: the clock is the ``sample`` argument of :meth:`update` (the kernel's position), never the wall
     clock.  Without look-ahead there are no announcements; a descent is recognised once the grade has stayed at
-    or below -4 % for 100 m (integrated from ``speed_mps``) or ``TerrainRules.descent_hold_s`` without speed.
+    or below -4 % for 100 m (integrated from ``speed_mps``) or ``TerrainRules.descent_hold_s`` without speed
+    (whichever the first update provides), which queues one technique cue; a steep section inside it queues a
+    steep cue, reminders come every ``reminder_every_s`` after ``reminder_after_s`` of descent, and the end of
+    the descent queues ``descent_end``.  Footpod cadence off target by more than the tolerances for
+    ``cadence_hold_s`` queues ``cadence_low`` / ``cadence_high``.  Each queued cue expires if it cannot start in
+    time; at most one request is returned per update, the highest priority first.
 
     Parameters
     ----------
