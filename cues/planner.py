@@ -348,6 +348,11 @@ class CueRequest:
     length_samples: int
     safety: bool = False
 
+    @property
+    def clip_name(self) -> str:
+        """Clip-bank name (``<cue_id>-<n>``), as for :class:`PlannedCue`."""
+        return clip_name(self.cue_id, self.phrasing_index)
+
 
 @dataclass(frozen=True)
 class _Pending:

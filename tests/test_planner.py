@@ -3,8 +3,6 @@ profiles; plus the incremental live planner."""
 
 from __future__ import annotations
 
-import math
-import os
 import shutil
 from collections import defaultdict
 from pathlib import Path
@@ -520,6 +518,21 @@ def test_live_descent_start_reminders_and_end():
     assert all(t < 460.0 for t in reminders)  # none after the descent
     end = [t for t, r in reqs if r.trigger == "descent_end"]
     assert len(end) == 1 and 460.0 < end[0] <= 460.0 + 50 / 3.5 + RULES.live_expiry_s + 1.0
+
+
+def test_live_steep_section_inside_a_descent():
+    feed, t = [], 0.0
+    while t < 400.0:
+        g = 0.0 if t < 30.0 else (-6.0 if t < 150.0 else -13.0)
+        feed.append((t, {"grade_pct": g, "speed_mps": 3.0}))
+        t += 0.5
+    reqs = run_live(feed)
+    check_live(reqs)
+    steep = [(t, r) for t, r in reqs if r.trigger == "steep_descent"]
+    assert len(steep) == 1
+    # Steep held 50 m at 3 m/s after 150 s, then on a free beat (>= 45 s after the descent-start cue).
+    assert 150.0 + 50 / 3.0 - 0.6 <= steep[0][0] <= 150.0 + 50 / 3.0 + RULES.live_expiry_s
+    assert steep[0][1].clip_name == f"{steep[0][1].cue_id}-{steep[0][1].phrasing_index + 1}"
 
 
 def test_live_cadence_low_and_high():
