@@ -155,9 +155,11 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
 @click.option("--json", "as_json", is_flag=True, help="Print the session summary as JSON.")
 @click.option("--fallback-render", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="With no audio output device, render to FILE instead of failing.")
+@click.option("--reconnect", is_flag=True, help="If the audio device or server goes away, wait for it and carry on.")
+@click.option("--resume-at", type=int, default=None, hidden=True)  # used by --reconnect's fresh process
 @common_options
-def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_json, fallback_render, base_cadence,
-         samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues, voice_pack):
+def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_json, fallback_render, reconnect,
+         resume_at, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues, voice_pack):
     """Play PROFILE live on an audio device (default: the bundled demo descent)."""
     from .engine import NoOutputDevice, find_device
     from .live import run_play
@@ -185,14 +187,29 @@ def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_jso
     summary = run_play(profile=profile, sensor=sensor, listen_any=listen_any, device=device, blocksize=blocksize,
                        duration=duration, quiet=quiet or as_json, base_cadence=base_cadence, samplerate=samplerate,
                        upper_cap=upper_cap, volume_db=volume_db, ceiling_db=ceiling_db, accent_every=accent_every,
-                       no_cues=no_cues, voice_pack=voice_pack)
+                       no_cues=no_cues, voice_pack=voice_pack, reconnect=reconnect, resume_at=resume_at)
     if as_json:
         click.echo(json.dumps(summary))
     elif not quiet:
         click.echo(f"session: {summary['played_s']:.1f} s, {summary['beats']} steps, {summary['cues']} cues, "
-                   f"{summary['underflows']} underflows, callback p99 {summary['callback_p99_ms']:.3f} ms")
+                   f"{summary['underflows']} underflows, callback p99 {summary['callback_p99_ms']:.3f} ms"
+                   + (f", stopped: {summary['stop_reason']}" if summary.get("stop_reason") else ""))
     if summary.get("error"):
+        click.echo(f"downbeat: error: {summary['error']}", err=True)
+        _exit_now_if_wedged(1)
         raise click.exceptions.Exit(1)
+    _exit_now_if_wedged(0)
+
+
+def _exit_now_if_wedged(code):
+    """A stream on a dead server cannot be closed, and PortAudio's atexit teardown would block on it forever:
+    flush and leave without it."""
+    from .engine import any_stream_wedged
+
+    if any_stream_wedged():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 @cli.command()

@@ -216,6 +216,33 @@ class Engine:
                       self.voices, self.cue_q, self.cue_idx, self.events, self.ev_idx,
                       self.duck_coef, self.release_coef, self.gain_coef)
 
+    def seek(self, position: int, bpm: float | None = None) -> None:
+        """Start producing at sample ``position`` (before any audio), e.g. to resume a session in a new process.
+
+        Map mode: the next beat is the first beat of the tempo map at or after ``position``, so the clicks
+        land exactly where an uninterrupted session would have put them.  Live mode: the beat grid restarts at
+        ``position`` with tempo ``bpm`` (the tempo the session had reached).
+        """
+        if position < 0:
+            raise InputError(f"resume position: {position!r} is negative")
+        self.st[K.ST_POS] = float(position)
+        if self.ctl[K.CT_LIVE] > 0.5:
+            b = float(bpm if bpm is not None else self.st[K.ST_BPM])
+            self.st[K.ST_BPM] = min(max(b, self.ctl[K.CT_MIN_BPM]), self.ctl[K.CT_MAX_BPM])
+            self.st[K.ST_NEXT_BEAT] = float(position)
+            self.st[K.ST_BEAT_INDEX] = 0.0
+            return
+        tm = self.tempo_map
+        times = tm.beat_times(max(position + int(60 * self.samplerate), tm.end_sample))
+        k = int(np.searchsorted(np.floor(times + 0.5), position, side="left"))
+        if k >= times.size:  # past the last beat: nothing more to play
+            self.st[K.ST_NEXT_BEAT] = float(position) + 1e12
+            return
+        self.st[K.ST_BEAT_INDEX] = float(k)
+        self.st[K.ST_NEXT_BEAT] = times[k]
+        self.st[K.ST_SEG] = float(max(0, np.searchsorted(tm.sample, times[k], side="right") - 1))
+        self.st[K.ST_BPM] = float(tm.bpm_at(times[k]))
+
     # -- audio thread -----------------------------------------------------------------------------------------
     def process(self, out: np.ndarray) -> None:
         """Fill ``out`` (float32 [frames, channels]). Real-time safe once warmed."""
@@ -473,6 +500,25 @@ def find_device(name: str | None):
     return matches[0]
 
 
+_WEDGED_STREAMS = []
+
+
+def any_stream_wedged() -> bool:
+    """True if a stream could not be closed (dead audio server): exit with os._exit, skipping PortAudio's atexit."""
+    return bool(_WEDGED_STREAMS)
+
+
+def reinitialize_portaudio() -> None:
+    """Drop PortAudio's device list and scan again (a restarted JACK/Pulse server is a new device)."""
+    import sounddevice as sd
+
+    try:
+        sd._terminate()
+    except Exception:
+        pass
+    sd._initialize()
+
+
 class LivePlayer:
     """A PortAudio output stream whose callback is the compiled C function :func:`metronome._kernels.pa_callback`.
 
@@ -508,6 +554,8 @@ class LivePlayer:
         table[K.P_NTIMING] = TIMING_RING
         self.table = table  # kept alive (with the engine's arrays) for the stream's lifetime
         self.stream = None
+        self.lost = False  # set by the owner when the device/server is gone
+        self.wedged = False
 
     @property
     def xruns(self):
@@ -535,23 +583,41 @@ class LivePlayer:
     def active(self) -> bool:
         return self.stream is not None and self.stream.active
 
-    def stop(self, fade_s: float = 0.03):
-        """Fade out (no pop), then stop and close the stream."""
-        if self.stream is None:
-            return
-        try:
-            if self.stream.active:
-                self.engine.set_gain(0.0)
-                time.sleep(fade_s + 2 * self.stream.latency)
-            self.stream.stop()
-        except Exception:
-            pass
-        finally:
+    def stop(self, fade_s: float = 0.03, timeout_s: float = 3.0) -> bool:
+        """Fade out (no pop), then stop and close the stream.
+
+        Returns False if PortAudio did not return within ``timeout_s`` (it can block forever on a server that
+        died mid-stream); the stream is then abandoned and :attr:`wedged` is set so the caller can exit without
+        PortAudio's own teardown, which would block the same way.
+        """
+        stream, self.stream = self.stream, None
+        if stream is None:
+            return True
+        if stream.active and not self.lost:
+            self.engine.set_gain(0.0)
+            time.sleep(fade_s + 2 * stream.latency)
+
+        def close():
             try:
-                self.stream.close()
+                if self.lost:
+                    stream.abort()
+                else:
+                    stream.stop()
             except Exception:
                 pass
-            self.stream = None
+            try:
+                stream.close()
+            except Exception:
+                pass
+
+        t = threading.Thread(target=close, name="downbeat-stream-close", daemon=True)
+        t.start()
+        t.join(timeout_s)
+        if t.is_alive():
+            self.wedged = True
+            _WEDGED_STREAMS.append(stream)  # never garbage-collected: its finalizer would block too
+            return False
+        return True
 
     def callback_stats(self) -> dict:
         """Callback count, underflows and time inside the callback (last TIMING_RING callbacks)."""

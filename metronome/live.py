@@ -30,9 +30,65 @@ def _status_line(t_s, grade, target, actual, next_cue, underflows, sensor_txt):
             f"{nc}  xruns {underflows}{sensor_txt}")
 
 
+def _device_available(device) -> bool:
+    """Ask a *fresh* process whether an output device exists: this process's PortAudio is wedged on the dead
+    server (its JACK teardown blocks on a mutex forever) and cannot rescan."""
+    import subprocess
+
+    code = "import sys; from metronome.engine import find_device; find_device(sys.argv[1] if len(sys.argv) > 1 else None)"
+    try:
+        r = subprocess.run([sys.executable, "-c", code, *([device] if device else [])], capture_output=True,
+                           timeout=15)
+    except subprocess.TimeoutExpired:
+        return False
+    return r.returncode == 0
+
+
+def _wait_and_resume(position, bpm, summary):
+    """Wait for an output device, then replace this process with a fresh one resuming at ``position``.
+
+    ``exec`` gives the new session a fresh PortAudio and skips this one's blocking teardown; the tempo map,
+    cue plan and beat grid are recomputed from the same arguments, so clicks continue on the same samples.
+    """
+    import json
+    import os
+
+    print("downbeat: audio device lost; waiting for it to come back (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    argv = _strip_resume_args(sys.argv[1:])
+    device = None
+    if "--device" in argv:
+        i = argv.index("--device")
+        device = argv[i + 1] if i + 1 < len(argv) else None
+    delay = 0.5
+    while not _device_available(device):
+        time.sleep(delay)
+        delay = min(delay * 1.5, 5.0)
+    carried = {k: summary.get(k, 0) for k in ("beats", "cues", "cues_dropped", "underflows", "reconnects")}
+    carried["reconnects"] += 1
+    os.environ["DOWNBEAT_RESUME"] = json.dumps({"counters": carried, "bpm": bpm})
+    print("downbeat: audio device back, resuming", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "metronome.cli", *argv, "--resume-at", str(int(position))])
+
+
+def _strip_resume_args(argv):
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--resume-at":
+            skip = True
+            continue
+        if a.startswith("--resume-at="):
+            continue
+        out.append(a)
+    return out
+
+
 def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocksize=0, duration=None, quiet=False,
              base_cadence=None, samplerate=48000, upper_cap=1.08, volume_db=0.0, ceiling_db=-6.0, accent_every=4,
-             no_cues=False, voice_pack=None, reconnect=False, status_stream=None, on_ready=None):
+             no_cues=False, voice_pack=None, reconnect=False, status_stream=None, on_ready=None, resume_at=None):
     """Play a profile and/or a live sensor feed until the profile ends, ``duration`` passes or Ctrl-C.
 
     Returns a summary dict (also printed by the CLI).
@@ -59,17 +115,25 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
         from .sensors import SensorFeed, parse_sensor_url
 
         spec = parse_sensor_url(sensor, listen_any=listen_any)
-        fallback = None
-        if prof is not None:
-            fallback = lambda t_s: float(tm.bpm_at(t_s * samplerate))  # noqa: E731
         engine = Engine(tm, es, bank, live=True, max_change_per_beat=ts.max_change_per_beat,
                         min_bpm=ts.min_bpm, max_bpm=ts.max_bpm)
+        fallback = None
+        if prof is not None:
+            # The feed calls this with its own clock; the profile's tempo is read at the playback position.
+            fallback = lambda now_s: float(tm.bpm_at(engine.position))  # noqa: E731
         feed = SensorFeed(spec, engine.ctl, ts, fallback=fallback)
     else:
         engine = Engine(tm, es, bank, stop_beats_at=tm.end_sample if prof is not None else None)
     for w in warnings:
         print(f"downbeat: warning: {w}", file=sys.stderr)
 
+    resume = {}
+    if resume_at is not None:
+        import json
+        import os
+
+        resume = json.loads(os.environ.pop("DOWNBEAT_RESUME", "{}") or "{}")
+        engine.seek(int(resume_at), resume.get("bpm"))
     warm_s = warm_kernels(samplerate, es.channels)
     freeze_kernels()
     end_sample = tm.end_sample + samplerate if prof is not None else None
@@ -79,7 +143,15 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
 
     player = LivePlayer(engine, device=dev, blocksize=blocksize)
     summary = {"played_s": 0.0, "beats": 0, "cues": 0, "cues_dropped": 0, "underflows": 0, "callbacks": 0,
-               "callback_p99_ms": 0.0, "warm_s": round(warm_s, 3), "error": None, "stop_reason": None}
+               "callback_p99_ms": 0.0, "warm_s": round(warm_s, 3), "error": None, "stop_reason": None,
+               "reconnects": 0}
+    summary.update(resume.get("counters", {}))
+    prior_underflows = summary["underflows"]
+    if resume_at is not None:
+        # Cues already behind us are not replayed.
+        keep = [i for i, r in enumerate(requests) if r[1] >= resume_at]
+        requests = [requests[i] for i in keep]
+        planned = [planned[i] for i in keep]
     live_view = None
     if not quiet and sys.stderr.isatty():
         from rich.console import Console
@@ -90,6 +162,7 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
     ri = 0
     last_cb, last_cb_t = -1, time.monotonic()
     next_cue_name = None
+    lost = False
     try:
         if feed is not None:
             feed.start()
@@ -116,13 +189,18 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
             if end_sample is not None and pos >= end_sample:
                 summary["stop_reason"] = "end"
                 break
-            cb = int(player.xruns[1])
+            cb = int(player.stats[1])
             now = time.monotonic()
             if cb != last_cb:
                 last_cb, last_cb_t = cb, now
             elif now - last_cb_t > STALL_S or not player.active:
-                raise AudioDeviceError("audio device stopped (server gone or device unplugged)"
-                                       + ("" if reconnect else "; use --reconnect to keep trying"))
+                # No callback for STALL_S: the server died or the device was unplugged.
+                player.lost = True
+                if not reconnect:
+                    raise AudioDeviceError("audio device stopped (server gone or device unplugged); "
+                                           "use --reconnect to keep trying")
+                lost = True
+                break
             if live_view is not None:
                 t_s = pos / samplerate
                 grade = None
@@ -135,26 +213,28 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
                     grade = float(prof.grade_at_time(min(t_s, prof.duration_s)))
                 target = float(engine.ctl[CT_TARGET_BPM]) if feed is not None else float(tm.bpm_at(pos))
                 live_view.update(_status_line(t_s, grade, target, engine.current_bpm, next_cue_name,
-                                              int(player.xruns[0]), sensor_txt))
+                                              int(player.stats[0]), sensor_txt))
             time.sleep(POLL_S)
     except KeyboardInterrupt:
         summary["stop_reason"] = "interrupted"
     except AudioDeviceError as exc:
         summary["error"] = str(exc)
         summary["stop_reason"] = "device"
-        print(f"downbeat: error: {exc}", file=sys.stderr)
     finally:
         if live_view is not None:
             live_view.stop()
         if feed is not None:
             feed.stop()
-        player.stop()
+        if not lost:
+            player.stop()
     for ev in engine.drain_events():
         summary["beats"] += ev.kind == "beat"
         summary["cues"] += ev.kind == "cue"
     stats = player.callback_stats()
     summary["played_s"] = engine.position / samplerate
-    summary["underflows"] = stats["underflows"]
+    summary["underflows"] = prior_underflows + stats["underflows"]
+    if lost:  # does not return: waits for a device, then execs a fresh process that resumes here
+        _wait_and_resume(engine.position, engine.current_bpm, summary)
     summary["callbacks"] = stats["callbacks"]
     summary["callback_p99_ms"] = stats["p99_s"] * 1e3
     summary["callback_max_ms"] = stats["max_s"] * 1e3
