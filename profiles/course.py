@@ -27,6 +27,7 @@ silently flat course).  Authored grades are exact, so courses are not smoothed u
 from __future__ import annotations
 
 import math
+import reprlib
 
 import numpy as np
 import yaml
@@ -53,6 +54,22 @@ WORKOUT_KEYS = {"name", "kind", "base_cadence_spm", "segments", "description"}
 WORKOUT_SEGMENT_KEYS = {"duration_s", "incline_pct", "speed_kmh", "note"}
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 2, 4, 4, 60, 60, 40
+
+
+def _short(value) -> str:
+    """A bounded ``repr`` for error messages.
+
+    A value can be a YAML alias bomb (a few hundred bytes that expand to 9 ** 9 shared nodes: a plain ``repr``
+    takes minutes and gigabytes) or an integer too long for ``repr`` itself (Python's 4300-digit limit).
+    """
+    try:
+        return _REPR.repr(value)
+    except (ValueError, RecursionError):
+        return f"<{type(value).__name__}>"
+
+
 class _Ctx:
     """Error messages of the form ``file: field: problem``."""
 
@@ -64,22 +81,22 @@ class _Ctx:
 
     def number(self, value, field: str, lo: float, hi: float, unit: str = "") -> float:
         if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
-            self.fail(field, f"{value!r} is not a number")
+            self.fail(field, f"{_short(value)} is not a number")
         if isinstance(value, str):
             # PyYAML reads 1e3 (no dot) as a string; accept numeric strings, reject words.
             try:
                 x = float(value)
             except ValueError:
-                self.fail(field, f"{value!r} is not a number")
+                self.fail(field, f"{_short(value)} is not a number")
         else:
             try:
                 x = float(value)
             except (TypeError, ValueError, OverflowError):
-                self.fail(field, f"{value!r} is not a number")
+                self.fail(field, f"{_short(value)} is not a number")
         if not math.isfinite(x):
-            self.fail(field, f"{value!r} is not a finite number")
+            self.fail(field, f"{_short(value)} is not a finite number")
         if not (lo <= x <= hi):
-            self.fail(field, f"{value!r} is outside {lo:g}..{hi:g}{(' ' + unit) if unit else ''}")
+            self.fail(field, f"{_short(value)} is outside {lo:g}..{hi:g}{(' ' + unit) if unit else ''}")
         return x
 
     def check_keys(self, mapping: dict, allowed: set, where: str):
@@ -105,6 +122,11 @@ def parse_yaml(data: bytes, display: str):
         raise ProfileError(f"{display}: invalid YAML: {where}{' '.join(str(problem).split())}") from None
     except (RecursionError, MemoryError):
         raise ProfileError(f"{display}: invalid YAML: nested too deeply or too large") from None
+    except (ValueError, OverflowError, TypeError) as exc:
+        # PyYAML's constructors let these through: a 5000-digit integer (Python's int->str limit), a timestamp
+        # such as 2020-13-45, ``!!int 'abc'``.  The first clause names the problem; the rest is Python's advice.
+        problem = " ".join(str(exc).split(";")[0].split())[:120] or type(exc).__name__
+        raise ProfileError(f"{display}: invalid YAML: unreadable value ({problem})") from None
 
 
 def profile_from_yaml(doc, *, name: str, source: str, display: str, flat_pace_s_per_km=None, smoothing_m=None,
@@ -117,11 +139,11 @@ def profile_from_yaml(doc, *, name: str, source: str, display: str, flat_pace_s_
         ctx.fail("", f"expected a mapping with name, kind and segments, got {type(doc).__name__}")
     kind = doc.get("kind", "course")
     if kind not in ("course", "workout"):
-        ctx.fail("kind", f"{kind!r} is not 'course' or 'workout'")
+        ctx.fail("kind", f"{_short(kind)} is not 'course' or 'workout'")
     ctx.check_keys(doc, COURSE_KEYS if kind == "course" else WORKOUT_KEYS, "")
     title = doc.get("name", name)
     if not isinstance(title, str) or not title.strip():
-        ctx.fail("name", f"{title!r} is not a non-empty string")
+        ctx.fail("name", f"{_short(title)} is not a non-empty string")
     base = doc.get("base_cadence_spm")
     if base is not None:
         base = ctx.number(base, "base_cadence_spm", *BASE_CADENCE_RANGE_SPM, unit="steps/min")
@@ -129,7 +151,7 @@ def profile_from_yaml(doc, *, name: str, source: str, display: str, flat_pace_s_
     if segs is None:
         ctx.fail("segments", "missing (a list of segments is required)")
     if not isinstance(segs, list) or not segs:
-        ctx.fail("segments", f"{segs!r:.60} is not a non-empty list")
+        ctx.fail("segments", f"{_short(segs)} is not a non-empty list")
     if len(segs) > MAX_SEGMENTS:
         ctx.fail("segments", f"{len(segs)} segments is more than {MAX_SEGMENTS}")
     if smoothing_m is not None:
@@ -152,7 +174,7 @@ def profile_from_yaml(doc, *, name: str, source: str, display: str, flat_pace_s_
 def _segment_dict(ctx, seg, i, allowed, required):
     where = f"segments[{i}]"
     if not isinstance(seg, dict):
-        ctx.fail(where, f"{seg!r:.60} is not a mapping")
+        ctx.fail(where, f"{_short(seg)} is not a mapping")
     ctx.check_keys(seg, allowed, where + ".")
     for key in required:
         if key not in seg:
@@ -180,10 +202,10 @@ def _course(ctx, segs, title, source, base, pace_s, smoothing_m, start_elevation
         g = ctx.number(seg["grade_pct"], f"{where}.grade_pct", -MAX_ABS_GRADE_PCT, MAX_ABS_GRADE_PCT, unit="%")
         technical = seg.get("technical", False)
         if not isinstance(technical, bool):
-            ctx.fail(f"{where}.technical", f"{technical!r} is not true or false")
+            ctx.fail(f"{where}.technical", f"{_short(technical)} is not true or false")
         surface = seg.get("surface")
         if surface is not None and (not isinstance(surface, str) or not surface.strip() or len(surface) > 40):
-            ctx.fail(f"{where}.surface", f"{surface!r} is not a short label")
+            ctx.fail(f"{where}.surface", f"{_short(surface)} is not a short label")
         if technical:
             tags.append(Tag(start, start + length, "technical"))
         if surface:
