@@ -63,8 +63,20 @@ def _read_bytes(path: Path, display: str) -> bytes:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             raise ProfileError(f"{display}: {size} bytes is larger than the {MAX_FILE_BYTES >> 20} MiB limit")
+        # Chunked, not f.read(MAX_FILE_BYTES + 1): that call allocates the whole 256 MiB up front for every file,
+        # which fails under a tight address-space limit.  The loop also bounds pipes and special files, whose
+        # st_size says nothing.
+        chunks, total = [], 0
         with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
+            while total <= MAX_FILE_BYTES:
+                chunk = f.read(1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+        if total > MAX_FILE_BYTES:
+            raise ProfileError(f"{display}: larger than the {MAX_FILE_BYTES >> 20} MiB limit")
+        data = b"".join(chunks)
     except FileNotFoundError:
         raise ProfileError(f"{display}: no such file") from None
     except PermissionError:
