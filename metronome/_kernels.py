@@ -233,9 +233,10 @@ def process_block(out, st, ctl, map_sample, map_bpm, map_phase, samplerate,
         Clip bank: clip ``i`` is ``bank[clip_off[i]:clip_off[i] + clip_len[i]]``. Clips 0/1 are accent/normal clicks.
     voices : int64[n_voices, 3]
         Fixed voice pool (clip, position, kind).
-    cue_q, cue_idx : int64[r, 2], int64[2]
-        SPSC cue request ring: rows (clip, not_before_sample); ``cue_idx = [written, read]``.  A request starts on
-        the first beat at or after ``not_before_sample`` so every cue is on the beat by construction.
+    cue_q, cue_idx : int64[r, 3], int64[2]
+        SPSC cue request ring: rows (clip, not_before_sample, deadline_sample); ``cue_idx = [written, read]``.
+        A request starts on the first beat at or after ``not_before_sample`` (so every cue is on the beat by
+        construction), or is dropped if that beat is after ``deadline_sample``.
     events, ev_idx : float64[e, 4], int64[2]
         SPSC event log ring (kernel writes): kind, sample, bpm, clip.
     duck_coef, release_coef, gain_coef : float
@@ -284,7 +285,15 @@ def process_block(out, st, ctl, map_sample, map_bpm, map_phase, samplerate,
                 if cue_q[row, 1] > n:
                     break
                 cclip = cue_q[row, 0]
-                if cclip >= 0 and cclip < clip_off.shape[0] and _start_voice(voices, cclip, 1):
+                if n > cue_q[row, 2]:
+                    # Past its deadline: a late cue is worse than none (it would talk over the wrong terrain).
+                    st[ST_CUES_DROPPED] += 1.0
+                    _log_event(events, ev_idx, st, EV_CUE_DROPPED, float(n), bpm_now, float(cclip))
+                elif cclip >= 0 and cclip < clip_off.shape[0] and _start_voice(voices, cclip, 1):
+                    # Duck at once: the cue starts on this beat, together with a click that starts on this very
+                    # sample, so an instant duck makes no step, and a smoothed one would let that first click
+                    # through at full level on top of the speech.  The release back to 1 stays smooth.
+                    st[ST_DUCK] = ctl[CT_DUCK]
                     _log_event(events, ev_idx, st, EV_CUE, float(n), bpm_now, float(cclip))
                 else:
                     st[ST_CUES_DROPPED] += 1.0
@@ -432,7 +441,7 @@ def _pa_callback(inp, outp, frames, time_info, status, user):
                   carray(_voidptr(tbl[P_CLIP_OFF]), (tbl[P_NCLIPS],), np.int64),
                   carray(_voidptr(tbl[P_CLIP_LEN]), (tbl[P_NCLIPS],), np.int64),
                   carray(_voidptr(tbl[P_VOICES]), (tbl[P_NVOICES], 3), np.int64),
-                  carray(_voidptr(tbl[P_CUEQ]), (tbl[P_NCUEQ], 2), np.int64),
+                  carray(_voidptr(tbl[P_CUEQ]), (tbl[P_NCUEQ], 3), np.int64),
                   carray(_voidptr(tbl[P_CUEIDX]), (2,), np.int64),
                   carray(_voidptr(tbl[P_EVENTS]), (tbl[P_NEVENTS], 4), np.float64),
                   carray(_voidptr(tbl[P_EVIDX]), (2,), np.int64),

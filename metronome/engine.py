@@ -100,10 +100,31 @@ def synth_click(samplerate: int, freq_hz: float, duration_s: float, peak: float)
     return x.astype(np.float32)
 
 
-def default_clicks(samplerate: int) -> tuple[np.ndarray, np.ndarray]:
-    """(accent, normal) clicks. Peaks stay below the -6 dBFS ceiling so clicks alone never engage the limiter."""
-    accent = synth_click(samplerate, 1760.0, 0.030, 0.45)
-    normal = synth_click(samplerate, 1320.0, 0.025, 0.32)
+ACCENT_REL = 0.9  # accent click peak, relative to the ceiling
+NORMAL_REL = 0.64  # normal click peak (-3 dB under the accent)
+SPEECH_MARGIN = 0.95
+
+
+def mix_levels(settings: "EngineSettings") -> dict:
+    """Peak levels (linear, before the master volume) that keep every mix under the ceiling *without* the limiter.
+
+    Clicks sit just under the ceiling; speech is scaled so that speech plus a ducked accent stays under it too.
+    The limiter is then a safety net that normal sessions never engage (no pumping on clicks under speech).
+    """
+    ceiling = db_to_gain(settings.ceiling_dbfs)
+    accent = ACCENT_REL * ceiling
+    speech = SPEECH_MARGIN * (ceiling - accent * db_to_gain(settings.duck_db))
+    return {"ceiling": ceiling, "accent": accent, "normal": NORMAL_REL * ceiling, "speech": speech}
+
+
+def default_clicks(samplerate: int, accent_peak: float | None = None, normal_peak: float | None = None):
+    """(accent, normal) clicks: a bright accent and a lower, softer normal step (default: default-ceiling levels)."""
+    if accent_peak is None or normal_peak is None:
+        lv = mix_levels(EngineSettings(samplerate=samplerate))
+        accent_peak = lv["accent"] if accent_peak is None else accent_peak
+        normal_peak = lv["normal"] if normal_peak is None else normal_peak
+    accent = synth_click(samplerate, 1760.0, 0.030, accent_peak)
+    normal = synth_click(samplerate, 1320.0, 0.025, normal_peak)
     return accent, normal
 
 
@@ -132,9 +153,16 @@ class ClipBank:
         return self.names.index(name)
 
 
-def click_bank(samplerate: int, cue_clips=()) -> ClipBank:
-    accent, normal = default_clicks(samplerate)
-    return ClipBank.build([("accent", accent), ("normal", normal), *cue_clips])
+def click_bank(samplerate: int, cue_clips=(), settings: "EngineSettings | None" = None) -> ClipBank:
+    """Clicks + cue clips at the levels of :func:`mix_levels` (cue clips are rescaled to the speech peak)."""
+    lv = mix_levels(settings if settings is not None else EngineSettings(samplerate=samplerate))
+    accent, normal = default_clicks(samplerate, lv["accent"], lv["normal"])
+    scaled = []
+    for name, clip in cue_clips:
+        clip = np.asarray(clip, dtype=np.float32)
+        peak = float(np.max(np.abs(clip))) if clip.size else 0.0
+        scaled.append((name, (clip * np.float32(lv["speech"] / peak)) if peak > 0 else clip))
+    return ClipBank.build([("accent", accent), ("normal", normal), *scaled])
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -142,6 +170,7 @@ def click_bank(samplerate: int, cue_clips=()) -> ClipBank:
 # ------------------------------------------------------------------------------------------------------------------
 EVENT_RING = 4096
 CUE_RING = 256
+CUE_GRACE_S = 1.5  # a cue may start at most this late (more than any beat interval at running cadences)
 TIMING_RING = 1 << 16
 
 
@@ -178,13 +207,13 @@ class Engine:
             raise InputError(f"tempo map samplerate {tempo_map.samplerate} != output samplerate {settings.samplerate}")
         self.tempo_map = tempo_map
         self.settings = settings
-        self.bank = bank if bank is not None else click_bank(settings.samplerate)
+        self.bank = bank if bank is not None else click_bank(settings.samplerate, settings=settings)
         sr = float(settings.samplerate)
         self.samplerate = settings.samplerate
         self.st = np.zeros(K.ST_N, dtype=np.float64)
         self.ctl = np.zeros(K.CT_N, dtype=np.float64)
         self.voices = np.full((settings.n_voices, 3), -1, dtype=np.int64)
-        self.cue_q = np.zeros((CUE_RING, 2), dtype=np.int64)
+        self.cue_q = np.zeros((CUE_RING, 3), dtype=np.int64)
         self.cue_idx = np.zeros(2, dtype=np.int64)
         self.events = np.zeros((EVENT_RING, 4), dtype=np.float64)
         self.ev_idx = np.zeros(2, dtype=np.int64)
@@ -249,14 +278,22 @@ class Engine:
         K.process_block(out, *self._args)
 
     # -- control (one writer: the thread that owns the session) ----------------------------------------------
-    def request_cue(self, clip: int, not_before_sample: int) -> bool:
-        """Queue a cue clip to start on the first beat at or after ``not_before_sample``. False if the ring is full."""
+    def request_cue(self, clip: int, not_before_sample: int, deadline_sample: int | None = None) -> bool:
+        """Queue a cue clip to start on the first beat at or after ``not_before_sample``.
+
+        Requests must be queued in time order (the kernel serves the ring head first).  If that beat comes after
+        ``deadline_sample`` (default: ``CUE_GRACE_S`` later) the cue is dropped, not played late.
+        Returns False if the ring is full.
+        """
         w, r = int(self.cue_idx[0]), int(self.cue_idx[1])
         if w - r >= self.cue_q.shape[0]:
             return False
+        if deadline_sample is None:
+            deadline_sample = int(not_before_sample) + int(CUE_GRACE_S * self.samplerate)
         row = w % self.cue_q.shape[0]
         self.cue_q[row, 0] = clip
         self.cue_q[row, 1] = not_before_sample
+        self.cue_q[row, 2] = deadline_sample
         self.cue_idx[0] = w + 1  # publish after the row is complete
         return True
 
@@ -402,7 +439,8 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
         raise InputError(f"--blocksize: {blocksize!r} is outside 1..1048576")
     total = tempo_map.end_sample + int(round(tail_s * settings.samplerate))
     engine = Engine(tempo_map, settings, bank, stop_beats_at=tempo_map.end_sample)
-    requests = sorted((int(c), int(s)) for c, s in cue_requests)
+    # Time order: the kernel serves the ring head first, so an out-of-order request would hold back the others.
+    requests = sorted(((int(c), int(s)) for c, s in cue_requests), key=lambda r: r[1])
     outs = [AtomicOutput(out_path)]
     if events_path:
         outs.append(AtomicOutput(events_path))

@@ -109,7 +109,7 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
     else:
         span = duration if duration else 24 * 3600.0
         tm = TempoMap.constant(base, samplerate, span)
-        bank, requests, planned = click_bank(samplerate), [], []
+        bank, requests, planned = click_bank(samplerate, settings=es), [], []
     feed = None
     if sensor is not None:
         from .sensors import SensorFeed, parse_sensor_url

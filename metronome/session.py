@@ -58,7 +58,8 @@ def plan_session(profile, tempo_settings: TempoSettings | None = None,
             except InputError as exc:
                 warnings.append(f"cues disabled: {exc}")
                 cue_clips, planned = [], []
-    bank = click_bank(engine_settings.samplerate, cue_clips)
+    bank = click_bank(engine_settings.samplerate, cue_clips, engine_settings)
+    planned = sorted(planned, key=lambda c: c.start_sample)  # the kernel's ring is served in time order
     for cue in planned:
         requests.append((bank.index(cue.clip_name), cue.start_sample))
     return SessionPlan(profile, tempo_settings, engine_settings, tm, bank, tuple(requests), tuple(planned),

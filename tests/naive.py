@@ -71,6 +71,7 @@ def render(beat_samples, frames, bank_clips, accent_every, ceiling, cue_requests
             voices.append([clip, 0, False])
             while pending and pending[0][1] <= n:
                 voices.append([pending.pop(0)[0], 0, True])
+                d = duck  # ducking engages at once when speech starts (on a beat)
         clicks = sum(bank_clips[c][p] for c, p, cue in voices if not cue)
         speech = sum(bank_clips[c][p] for c, p, cue in voices if cue)
         speaking = any(cue for _, _, cue in voices)

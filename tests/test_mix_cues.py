@@ -1,0 +1,118 @@
+"""Cues in the rendered audio: speech exactly in the planned windows, clicks on their samples under speech,
+the mix under the ceiling without the limiter, and clicks-only sessions when espeak-ng is missing."""
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from metronome import _kernels as K
+from metronome.engine import ClipBank, Engine, EngineSettings, mix_levels, render
+from metronome.session import load_profile, plan_session
+
+import naive
+
+SR = 48000
+
+
+@pytest.fixture(scope="module")
+def demo_plan():
+    if not shutil.which("espeak-ng"):
+        pytest.fail("espeak-ng is required for the cue tests (tests/run.sh installs it)")
+    return plan_session(load_profile("demo-descent"), engine_settings=EngineSettings(channels=1))
+
+
+def run(plan, bank, frames):
+    eng = Engine(plan.tempo_map, plan.engine_settings, bank, stop_beats_at=plan.tempo_map.end_sample)
+    out = np.zeros((frames, 1), np.float32)
+    requests = sorted(plan.cue_requests, key=lambda r: r[1])
+    ri = 0
+    for a in range(0, frames, 4096):
+        b = min(frames, a + 4096)
+        while ri < len(requests) and requests[ri][1] < b:
+            assert eng.request_cue(*requests[ri])
+            ri += 1
+        eng.process(out[a:b])
+    return out[:, 0], eng
+
+
+def with_silent_clicks(bank):
+    """The same bank with the click clips zeroed (same lengths, so the kernel's voice use is unchanged)."""
+    clips = [(n, bank.data[o:o + ln].copy()) for n, o, ln in zip(bank.names, bank.offsets, bank.lengths)]
+    clips[0] = (clips[0][0], np.zeros_like(clips[0][1]))
+    clips[1] = (clips[1][0], np.zeros_like(clips[1][1]))
+    return ClipBank.build(clips)
+
+
+def test_demo_plans_cues_on_beats(demo_plan):
+    beats = set(demo_plan.tempo_map.beat_samples().tolist())
+    assert len(demo_plan.planned_cues) >= 8
+    for cue in demo_plan.planned_cues:
+        assert cue.start_sample in beats
+        assert cue.end_sample - cue.start_sample <= 2.5 * SR
+
+
+def test_speech_energy_exactly_in_planned_windows_and_clicks_on_their_samples(demo_plan):
+    plan = demo_plan
+    frames = plan.tempo_map.end_sample + SR
+    full, eng = run(plan, plan.bank, frames)
+    speech, _ = run(plan, with_silent_clicks(plan.bank), frames)
+    # 1. Speech only where the plan put it: sound exactly inside [start, start + clip length) of each cue.
+    windows = np.zeros(frames, bool)
+    for cue in plan.planned_cues:
+        i = plan.bank.index(cue.clip_name)
+        o, n = int(plan.bank.offsets[i]), int(plan.bank.lengths[i])
+        windows[cue.start_sample:cue.start_sample + n] = True
+        # The window holds exactly the clip, sample for sample, from the planned beat on.
+        assert np.array_equal(speech[cue.start_sample:cue.start_sample + n], plan.bank.data[o:o + n])
+    assert not speech[~windows].any(), "speech outside the planned windows"
+    # 2. The mix never needed the limiter: the ceiling holds by level design.
+    assert eng.st[K.ST_LIMITED] == 0
+    assert np.abs(full).max() <= np.float32(mix_levels(plan.engine_settings)["ceiling"])
+    # 3. Clicks under speech: full - speech is exactly the (ducked) click track, so its onsets are the beats.
+    clicks = full - speech
+    beats = plan.tempo_map.beat_samples()
+    assert np.array_equal(naive.onsets(clicks), beats)
+    under_speech = [b for b in beats if windows[b]]
+    assert len(under_speech) > 50
+    # ... and they are ducked by 6 dB there (the accent/normal peak ratio is known, compare like with like).
+    accent_peak = mix_levels(plan.engine_settings)["accent"]
+    ks = {int(b): k for k, b in enumerate(beats)}
+    ducked = [np.abs(clicks[b:b + 600]).max() for b in under_speech if ks[b] % 4 == 0]
+    assert ducked and np.allclose(ducked, accent_peak * 10 ** (-6 / 20), rtol=0.02)
+
+
+def test_events_csv_lists_cues_at_their_planned_samples(demo_plan, tmp_path):
+    out, ev = tmp_path / "demo.flac", tmp_path / "ev.csv"
+    res = render(demo_plan.tempo_map, str(out), demo_plan.engine_settings, bank=demo_plan.bank,
+                 cue_requests=demo_plan.cue_requests, events_path=str(ev))
+    with open(ev, newline="") as f:
+        rows = list(csv.DictReader(f))
+    cues = [(int(r["sample"]), r["clip"]) for r in rows if r["kind"] == "cue"]
+    assert cues == [(c.start_sample, c.clip_name) for c in demo_plan.planned_cues]
+    assert res.cues == len(cues) and res.cues_dropped == 0
+
+
+def test_missing_espeak_gives_clear_message_and_clicks_still_play(tmp_path):
+    """PATH without espeak-ng and an empty voice cache: a one-line warning, exit 0, a click track."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    os.symlink(sys.executable, bindir / "python3")
+    env = dict(os.environ, PATH=str(bindir), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    course = tmp_path / "c.yaml"
+    course.write_text("segments: [{distance_m: 300, grade_pct: 0}, {distance_m: 600, grade_pct: -10}]")
+    out, ev = tmp_path / "o.wav", tmp_path / "ev.csv"
+    r = subprocess.run([str(bindir / "python3"), "-m", "metronome.cli", "render", str(course), "-o", str(out),
+                        "--events", str(ev), "--quiet"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "espeak-ng" in lines[0] and "apt-get install espeak-ng" in lines[0], r.stderr
+    with open(ev, newline="") as f:
+        kinds = [row["kind"] for row in csv.DictReader(f)]
+    assert "cue" not in kinds and kinds.count("beat") > 100
+    assert np.abs(sf.read(out)[0]).max() > 0.1
