@@ -1,0 +1,156 @@
+"""``downbeat doctor``: real checks on this machine, and real failures made by hiding what it looks for.
+
+Failures are produced the way a user's machine would produce them: an executable missing from ``PATH``, a JACK
+server that does not answer, a Python module that cannot be imported in the probe's child process (a stub module
+that raises exactly what the real one raises when its shared library is missing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from metronome import doctor as D
+
+EXPECTED_NAMES = ["python packages", "render", "output formats", "numba cache", "espeak-ng", "voice cache",
+                  "portaudio", "audio outputs", "jack server", "pipewire server", "pulseaudio server"]
+
+
+def run_doctor(*args):
+    r = CliRunner().invoke(D.doctor, list(args), catch_exceptions=False)
+    return r
+
+
+def run_json(monkeypatch=None):
+    r = run_doctor("--json")
+    report = json.loads(r.output)
+    return r.exit_code, report, {c["name"]: c for c in report["checks"]}
+
+
+def _stub_module(folder: Path, name: str, exc: str, monkeypatch) -> None:
+    """Make ``import name`` raise ``exc`` in the probes' child processes (they inherit PYTHONPATH)."""
+    (folder / f"{name}.py").write_text(f"raise {exc}\n")
+    old = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv("PYTHONPATH", str(folder) + (os.pathsep + old if old else ""))
+
+
+def test_everything_render_needs_is_found_here():
+    code, report, by = run_json()
+    assert code == 0
+    assert [c["name"] for c in report["checks"]] == EXPECTED_NAMES
+    assert report["render_ok"] is True
+    for name in ("python packages", "render", "output formats", "espeak-ng"):
+        assert by[name]["status"] == "ok", by[name]
+    assert "spoke" in by["espeak-ng"]["detail"]
+    assert by["output formats"]["detail"] == "WAV, FLAC and OGG"
+    for c in report["checks"]:
+        assert c["status"] in D.STATUSES
+        assert c["needed_for"] in ("render", "play")
+        if c["status"] in ("warn", "fail"):
+            assert c["fix"], c  # every problem comes with the command that fixes it
+
+
+def test_jack_status_matches_jack_lsp():
+    if shutil.which("jack_lsp") is None:
+        pytest.skip("jack_lsp is not installed")
+    env = dict(os.environ, JACK_NO_START_SERVER="1")
+    running = subprocess.run(["jack_lsp"], capture_output=True, env=env, timeout=10).returncode == 0
+    _, report, by = run_json()
+    assert (by["jack server"]["status"] == "ok") == running
+    if running:
+        assert by["audio outputs"]["status"] == "ok" and "JACK" in by["audio outputs"]["detail"]
+        assert report["play_ok"] is True
+
+
+def test_unreachable_jack_is_a_warning_with_the_start_command(monkeypatch):
+    if shutil.which("jack_lsp") is None or Path("/proc/asound/cards").exists():
+        pytest.skip("needs jack tools and no sound card (as on CI)")
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "downbeat-doctor-nonexistent")
+    code, report, by = run_json()
+    assert code == 0  # play problems never fail the doctor: render still works
+    assert report["render_ok"] is True and report["play_ok"] is False
+    assert by["audio outputs"]["status"] == "warn"
+    assert "jackd -d dummy -r 48000 -p 128 &" in by["audio outputs"]["fix"]
+    assert by["jack server"]["status"] == "warn" and by["jack server"]["fix"].startswith("start a JACK server: ")
+    # JACK_NO_START_SERVER=1 in every probe: asking did not start a server under that name.
+    env = dict(os.environ, JACK_NO_START_SERVER="1")
+    assert subprocess.run(["jack_lsp"], capture_output=True, env=env, timeout=10).returncode != 0
+
+
+def test_missing_espeak_fails_render_with_the_apt_command(monkeypatch, tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    r = run_doctor()
+    assert r.exit_code == 1
+    assert "FAIL" in r.output and "render: NOT ready" in r.output
+    code, report, by = run_json()
+    assert code == 1 and report["render_ok"] is False
+    assert by["espeak-ng"]["status"] == "fail"
+    assert by["espeak-ng"]["fix"].endswith("apt-get install espeak-ng")
+    # Client tools that are not there are reported, not guessed about.
+    assert by["pulseaudio server"]["status"] in ("info", "warn")
+    assert "not installed" in by["jack server"]["detail"]
+
+
+def test_missing_portaudio_is_a_warning_naming_libportaudio2(monkeypatch, tmp_path):
+    # What sounddevice raises when libportaudio2 is not installed.
+    _stub_module(tmp_path, "sounddevice", "OSError('PortAudio library not found')", monkeypatch)
+    code, report, by = run_json()
+    assert code == 0 and report["play_ok"] is False
+    assert by["portaudio"]["status"] == "warn"
+    assert "PortAudio library not found" in by["portaudio"]["detail"]
+    assert by["portaudio"]["fix"].endswith("apt-get install libportaudio2")
+    assert by["render"]["status"] == "ok"  # the engine probe never imports sounddevice
+
+
+def test_broken_engine_fails_render(monkeypatch, tmp_path):
+    _stub_module(tmp_path, "numba", "ImportError('No module named numba')", monkeypatch)
+    code, report, by = run_json()
+    assert code == 1
+    assert by["render"]["status"] == "fail" and "No module named numba" in by["render"]["detail"]
+    assert "pip install" in by["render"]["fix"]
+
+
+def test_cold_numba_cache_compiles_once_then_loads(monkeypatch, tmp_path):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
+    _, _, first = run_json()
+    assert first["numba cache"]["status"] == "ok"
+    assert "compiled" in first["numba cache"]["detail"] and "cached for next time" in first["numba cache"]["detail"]
+    assert any((tmp_path / "numba").rglob("_kernels.process_block*.nbi"))
+    _, _, second = run_json()
+    assert "loaded from the cache" in second["numba cache"]["detail"]
+
+
+def test_uncacheable_kernels_warn_with_numba_cache_dir():
+    probe = {"warm_s": 9.0, "cache_dir": "/ro/metronome/__pycache__", "cache_index_written": False,
+             "render": {ext: {"ok": True, "beats": 6} for ext in (".wav", ".flac", ".ogg")}}
+    by = {c.name: c for c in D.check_engine(probe)}
+    assert by["numba cache"].status == "warn"
+    assert by["numba cache"].fix.startswith("set a writable cache: export NUMBA_CACHE_DIR=")
+    assert by["render"].status == "ok"
+
+
+def test_unwritable_voice_cache_warns(monkeypatch, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # .../file/downbeat/voice can never be created
+    (check,) = D.check_voice_cache()
+    assert check.status == "warn" and "XDG_CACHE_HOME" in check.fix
+
+
+def test_registered_on_the_main_cli(capsys):
+    from metronome.cli import cli, main
+
+    if "doctor" not in cli.commands:
+        pytest.skip("metronome/cli.py does not register `doctor` yet")
+    with pytest.raises(SystemExit) as exc:
+        main(["doctor", "--json"])
+    assert exc.value.code == 0
+    assert json.loads(capsys.readouterr().out)["render_ok"] is True
