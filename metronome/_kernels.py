@@ -272,7 +272,10 @@ def process_block(out, st, ctl, map_sample, map_bpm, map_phase, samplerate,
             k = int(st[ST_BEAT_INDEX])
             clip = CLIP_ACCENT if (accent_every > 0 and k % accent_every == 0) else CLIP_NORMAL
             _start_voice(voices, clip, 0)
+            # The logged tempo is the tempo from this beat on: in map mode the map's tempo at the beat, in live
+            # mode the tempo of the interval this beat starts (computed now from the latest target).
             if ctl[CT_LIVE] > 0.5:
+                _advance_beat(st, ctl, map_sample, map_bpm, map_phase, samplerate)
                 bpm_now = st[ST_BPM]
             else:
                 bpm_now = bpm_at(st[ST_NEXT_BEAT], map_sample, map_bpm, int(st[ST_SEG]))
@@ -299,7 +302,8 @@ def process_block(out, st, ctl, map_sample, map_bpm, map_phase, samplerate,
                     st[ST_CUES_DROPPED] += 1.0
                     _log_event(events, ev_idx, st, EV_CUE_DROPPED, float(n), bpm_now, float(cclip))
                 cue_idx[1] += 1
-            _advance_beat(st, ctl, map_sample, map_bpm, map_phase, samplerate)
+            if ctl[CT_LIVE] <= 0.5:
+                _advance_beat(st, ctl, map_sample, map_bpm, map_phase, samplerate)
         elif n > beat_sample:
             # Only reachable if the state was edited behind the kernel's back: resynchronise, never stall.
             _advance_beat(st, ctl, map_sample, map_bpm, map_phase, samplerate)

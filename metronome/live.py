@@ -30,6 +30,26 @@ def _status_line(t_s, grade, target, actual, next_cue, underflows, sensor_txt):
             f"{nc}  xruns {underflows}{sensor_txt}")
 
 
+def _live_cues(samplerate, es, bank, voice_pack):
+    """(LivePlanner, bank with every phrasing, warning or None).  A missing speech engine keeps the clicks."""
+    from cues.library import load_library
+    from cues.planner import LivePlanner
+    from cues.voice import VoiceBank
+
+    try:
+        library = load_library()
+        voices = VoiceBank(library, samplerate, pack_dir=voice_pack)
+        clips = voices.clips()
+    except InputError as exc:
+        return None, bank, f"cues disabled: {exc}"
+    from cues.planner import clip_name
+
+    named = [(clip_name(cid, idx), clip) for (cid, idx), clip in sorted(clips.items())]
+    full = click_bank(samplerate, named, es)
+    lengths = {key: len(clip) for key, clip in clips.items()}
+    return LivePlanner(library, lengths, samplerate), full, None
+
+
 def _device_available(device) -> bool:
     """Ask a *fresh* process whether an output device exists: this process's PortAudio is wedged on the dead
     server (its JACK teardown blocks on a mutex forever) and cannot rescan."""
@@ -110,6 +130,12 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
         span = duration if duration else 24 * 3600.0
         tm = TempoMap.constant(base, samplerate, span)
         bank, requests, planned = click_bank(samplerate, settings=es), [], []
+    live_planner = None
+    if sensor is not None and not no_cues:
+        # Live feed: every phrasing goes into the bank, and the live planner picks cues as terrain arrives.
+        live_planner, bank, warn = _live_cues(samplerate, es, bank, voice_pack)
+        if warn:
+            warnings.append(warn)
     feed = None
     if sensor is not None:
         from .sensors import SensorFeed, parse_sensor_url
@@ -179,6 +205,14 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
                     break
                 ri += 1
             next_cue_name = planned[ri].cue_id if ri < len(planned) else None
+            if live_planner is not None:
+                st = feed.state()
+                target_now = float(engine.ctl[CT_TARGET_BPM])
+                for req in live_planner.update(pos, grade_pct=st.level_grade_pct, speed_mps=st.speed_mps,
+                                               cadence_spm=st.cadence_spm, target_cadence_spm=target_now,
+                                               tempo_changing=abs(engine.current_bpm - target_now) > 0.05):
+                    engine.request_cue(bank.index(req.clip_name), req.not_before_sample)
+                    next_cue_name = req.cue_id
             for ev in engine.drain_events():
                 if ev.kind == "beat":
                     summary["beats"] += 1

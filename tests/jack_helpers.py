@@ -1,0 +1,39 @@
+"""Comparing a JACK recording with the beats Downbeat logged (or rendered).
+
+A recording made by a second JACK client (jack_rec) can lose whole periods when the server skips that client for
+a cycle on a loaded machine: then a recorded interval is *shorter* than the played one by a multiple of the period.
+A late or missing block from Downbeat itself would instead make an interval *longer* or change a click's shape.
+So the comparison accepts exactly that signature of recorder loss (and reports it) and nothing else.
+"""
+
+import numpy as np
+
+
+def match_intervals(rec_onsets, ref_onsets, period):
+    """Align recorded onsets with reference onsets by their intervals.
+
+    Returns ``(shift, exact, dropped)``: ``rec_onsets[i]`` corresponds to ``ref_onsets[i + shift]``; ``exact`` is
+    the number of intervals that match to the sample, ``dropped`` the number shorter by whole periods.
+    Raises AssertionError if no alignment explains every interval.
+    """
+    rec_int = np.diff(np.asarray(rec_onsets, dtype=np.int64))
+    ref_int = np.diff(np.asarray(ref_onsets, dtype=np.int64))
+    best = None
+    for shift in range(0, len(ref_int) - len(rec_int) + 1):
+        d = ref_int[shift:shift + len(rec_int)] - rec_int
+        if np.all((d >= 0) & (d % period == 0)):
+            exact = int(np.count_nonzero(d == 0))
+            if best is None or exact > best[1]:
+                best = (shift, exact, int(np.count_nonzero(d)))
+    assert best is not None, "recorded click intervals are not the played ones (nor explained by recorder loss)"
+    return best
+
+
+def clicks_equal(rec, rec_onsets, ref, ref_onsets, length=600, atol=2e-6):
+    """Every recorded click waveform (``length`` samples from its onset) equals the reference click."""
+    for a, b in zip(rec_onsets, ref_onsets):
+        if a + length > len(rec) or b + length > len(ref):
+            break
+        if not np.allclose(rec[a:a + length], ref[b:b + length], atol=atol, rtol=0):
+            return False
+    return True
