@@ -6,6 +6,8 @@ line and exits with status 2.
 
 from __future__ import annotations
 
+import json
+
 import click
 import numpy as np
 
@@ -66,16 +68,55 @@ def profile():
     """Inspect course, workout and activity profiles."""
 
 
+def cue_timeline(profile: Profile, settings: TempoSettings, *, voice_pack=None,
+                 samplerate: int = 48000) -> tuple[list[dict], list[str]]:
+    """The cues a session of ``profile`` would speak, as rows for the summary and the plot.
+
+    The plan is the one ``render``/``play`` use (:func:`metronome.session.plan_session`), so what the summary lists
+    is what the runner hears.
+
+    Returns
+    -------
+    (cues, warnings) : (list of dict, list of str)
+        One dict per cue in time order: ``time_s``, ``distance_m``, ``cue_id``, ``text``, ``trigger``;
+        ``warnings`` says why there are no cues (e.g. espeak-ng missing).
+    """
+    from metronome.engine import EngineSettings
+    from metronome.session import plan_session
+
+    plan = plan_session(profile, settings, EngineSettings(samplerate=samplerate), cues=True, voice_pack=voice_pack)
+    rows = []
+    for c in plan.planned_cues:
+        t_s = c.start_sample / samplerate
+        rows.append({"time_s": round(t_s, 3), "distance_m": round(float(profile.distance_at_time(t_s)), 1),
+                     "cue_id": c.cue_id, "text": c.text or c.cue_id, "trigger": c.trigger})
+    return rows, list(plan.warnings)
+
+
+def format_cues(cues: list[dict]) -> str:
+    """The cue timeline block of the terminal summary: time, distance and the words spoken."""
+    if not cues:
+        return "cue timeline      (no cues)"
+    lines = [f"cue timeline      {len(cues)} spoken cues"]
+    for c in cues:
+        lines.append(f"  {_fmt_duration(c['time_s']):>7}  {c['distance_m'] / 1000:5.2f} km  {c['text']}")
+    return "\n".join(lines)
+
+
 @profile.command(name="show")
 @click.argument("profile_spec", metavar="PROFILE")
 @click.option("--png", "png", type=click.Path(dir_okay=False), default=None,
-              help="Also write a plot (elevation, grade, target cadence) to this PNG file.")
+              help="Also write a plot (elevation, grade, target cadence, cues) to this PNG file.")
 @click.option("--base-cadence", type=float, default=None,
               help="Your cadence on the flat, steps per minute (default: the profile's, else 170).")
 @click.option("--flat-pace", default=None, metavar="MM:SS",
               help="Your pace on the flat in min/km for the pace model (default: the profile's, else 5:30).")
-def show(profile_spec, png, base_cadence, flat_pace):
-    """Summarise PROFILE (a file or a bundled name) and optionally plot it.
+@click.option("--no-cues", is_flag=True, help="Leave out the cue plan (no speech synthesis needed).")
+@click.option("--voice-pack", type=click.Path(), default=None, help="Folder of WAV files overriding cue voices.")
+@click.option("--quiet", is_flag=True, help="Print nothing (with --png: just write the plot).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary and cue timeline as JSON.")
+def show(profile_spec, png, base_cadence, flat_pace, no_cues, voice_pack, quiet, as_json):
+    """Summarise PROFILE (a file or a bundled name): grade, target cadence and the cue timeline; optionally plot it.
 
     Bundled profiles: see `downbeat profile list`.
     """
@@ -85,11 +126,25 @@ def show(profile_spec, png, base_cadence, flat_pace):
     if not np.isfinite(base):
         raise InputError(f"--base-cadence: {base_cadence!r} is not a number")
     settings = TempoSettings(base_cadence_spm=float(base))
-    click.echo(format_summary(summarize(prof, settings)))
+    summary = summarize(prof, settings)
+    cues, warnings = ([], []) if no_cues else cue_timeline(prof, settings, voice_pack=voice_pack)
+    for w in warnings:
+        click.echo(f"downbeat: warning: {w}", err=True)
+    out = None
     if png:
         from .plot import write_png
-        out = write_png(prof, settings, png)
-        click.echo(f"plot written to {out}")
+
+        markers = [(c["time_s"], c["text"]) for c in cues]
+        out = write_png(prof, settings, png, cue_markers=markers)
+    if as_json:
+        click.echo(json.dumps({**summary, "cues": None if no_cues else cues,
+                               "png": str(out) if out is not None else None}))
+    elif not quiet:
+        click.echo(format_summary(summary))
+        if not no_cues:
+            click.echo(format_cues(cues))
+        if out is not None:
+            click.echo(f"plot written to {out}")
 
 
 @profile.command(name="list")

@@ -42,9 +42,65 @@ def _interp_extrap(v, xp, fp):
     return np.where(v > xp[-1], fp[-1] + (v - xp[-1]) * hi_slope, out)
 
 
+#: Output size: 1600 x 1000 px, big enough for a README screenshot, labels readable when scaled to 800 px.
+FIG_SIZE_IN = (1600 / 120, 1000 / 120)
+FIG_DPI = 120
+CUE_COLOR = "#1f7a3f"
+CUE_FONT_PT = 9.0
+MAX_CUE_ROWS = 8
+
+
+def _fmt_clock(t_s: float) -> str:
+    s = int(round(t_s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def assign_label_rows(starts_px, widths_px, axis_width_px: float, gap_px: float = 12.0,
+                      max_rows: int = MAX_CUE_ROWS) -> list[tuple[int, bool]]:
+    """Place labels that start at ``starts_px`` into as few rows as possible without overlap.
+
+    Greedy in order of ``starts_px`` (time order): each label goes into the first row whose last label ends
+    ``gap_px`` before it starts.  A label that would run past the right edge is flipped to end at its anchor
+    instead.  When ``max_rows`` are full the label goes to the row that frees up first (overlap is then
+    unavoidable, but stays as small as possible).
+
+    Returns
+    -------
+    list of (row, flipped) : one per label, in input order.
+    """
+    row_end = []  # right edge (px) of the last label in each row
+    out = []
+    for x, w in zip(starts_px, widths_px):
+        flipped = x + w > axis_width_px
+        lo, hi = (x - w, x) if flipped else (x, x + w)
+        row = next((r for r, end in enumerate(row_end) if end + gap_px <= lo), None)
+        if row is None:
+            if len(row_end) < max_rows:
+                row = len(row_end)
+                row_end.append(hi)
+            else:
+                row = int(np.argmin(row_end))
+        row_end[row] = max(row_end[row], hi) if row < len(row_end) else hi
+        out.append((row, flipped))
+    return out
+
+
 def render_figure(profile: Profile, settings: TempoSettings, cue_markers=None):
-    """Build the figure (a :class:`matplotlib.figure.Figure`, not shown, not saved)."""
+    """Build the figure (a :class:`matplotlib.figure.Figure`, not shown, not saved).
+
+    Panels: elevation (time on the top axis), grade, cadence (the model's target and what the metronome plays)
+    and, when ``cue_markers`` are given, a cue lane whose labels are stacked in rows so none overlap.
+
+    Parameters
+    ----------
+    cue_markers : list of (time_s, label), optional
+        Spoken cues to mark (e.g. from :func:`profiles.cli.cue_timeline`).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.transforms import blended_transform_factory, offset_copy
 
     instant, played = cadence_curves(profile, settings)
     by_time = profile.kind == "workout"
@@ -54,24 +110,37 @@ def render_figure(profile: Profile, settings: TempoSettings, cue_markers=None):
     else:
         x = profile.distance_m / 1000.0
         xlabel = "distance (km)"
+    markers = sorted((float(t), str(label)) for t, label in (cue_markers or ()))
 
-    fig = Figure(figsize=(11, 7.5), dpi=120, layout="constrained")
-    ax_e, ax_g, ax_c = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [1.2, 1, 1.2]})
-    title = f"{profile.name}: {profile.total_distance_m / 1000:.2f} km, -{profile.total_descent_m:.0f} m / " \
-            f"+{profile.total_ascent_m:.0f} m, {profile.duration_s / 60:.0f} min"
-    fig.suptitle(title, fontsize=13, fontweight="bold")
+    fig = Figure(figsize=FIG_SIZE_IN, dpi=FIG_DPI, layout="constrained")
+    FigureCanvasAgg(fig)  # a canvas to measure text on (the figure is still only drawn by savefig)
+    ratios = [1.25, 0.95, 1.15] + ([0.8] if markers else [])
+    gs = fig.add_gridspec(len(ratios), 1, height_ratios=ratios)
+    ax_e = fig.add_subplot(gs[0])
+    ax_g = fig.add_subplot(gs[1], sharex=ax_e)
+    ax_c = fig.add_subplot(gs[2], sharex=ax_e)
+    ax_q = fig.add_subplot(gs[3], sharex=ax_e) if markers else None
+    panels = [ax_e, ax_g, ax_c]
+    minutes = profile.duration_s / 60.0
+    title = (f"{profile.name}: {profile.total_distance_m / 1000:.2f} km, -{profile.total_descent_m:.0f} m / "
+             f"+{profile.total_ascent_m:.0f} m, {minutes:.0f} min")
+    fig.suptitle(title, fontsize=15, fontweight="bold")
+    sub = f"metronome follows the gradient from a base of {settings.base_cadence_spm:.0f} steps/min"
+    if markers:
+        sub += f"; {len(markers)} spoken technique cues, each starting on a beat"
+    ax_e.set_title(sub, fontsize=10, color="#555555", pad=8)
 
     ax_e.fill_between(x, profile.elevation_m, profile.elevation_m.min() - 5, color="#c9b79c", alpha=0.6, lw=0)
-    ax_e.plot(x, profile.elevation_m, color="#6b4f2a", lw=1.5)
+    ax_e.plot(x, profile.elevation_m, color="#6b4f2a", lw=1.8)
     ax_e.set_ylabel("elevation (m)")
+    technical = False
     for tag in profile.tags:
         if tag.label == "technical":
+            technical = True
             t0, t1 = (profile.time_at_distance([tag.start_m, tag.end_m]) / 60.0 if by_time
                       else (tag.start_m / 1000.0, tag.end_m / 1000.0))
-            for ax in (ax_e, ax_g, ax_c):
+            for ax in panels + ([ax_q] if ax_q is not None else []):
                 ax.axvspan(t0, t1, color="#e8a33d", alpha=0.15, lw=0)
-            ax_e.text((t0 + t1) / 2, 0.95, "technical", transform=ax_e.get_xaxis_transform(), ha="center",
-                      va="top", fontsize=8, color="#a0600a")
 
     g = profile.grade_pct
     ax_g.fill_between(x, g, 0, where=g < 0, color="#3b7dd8", alpha=0.5, lw=0, interpolate=True, label="descent")
@@ -79,24 +148,21 @@ def render_figure(profile: Profile, settings: TempoSettings, cue_markers=None):
     ax_g.plot(x, g, color="#333333", lw=0.8)
     ax_g.axhline(0, color="#888888", lw=0.6)
     ax_g.set_ylabel("grade (%)")
-    ax_g.legend(loc="lower right", fontsize=8, frameon=False, ncols=2)
+    g_lo, g_hi = float(g.min()), float(g.max())
+    pad = 0.12 * max(g_hi - g_lo, 2.0)
+    ax_g.set_ylim(min(g_lo, 0.0) - pad, max(g_hi, 0.0) + pad)
+    ax_g.legend(loc="best", fontsize=9, frameon=True, framealpha=0.85, edgecolor="none", ncols=2)
 
-    ax_c.plot(x, instant, color="#9aa7b8", lw=1, label="target for the local grade")
-    ax_c.plot(x, played, color="#1b3a6b", lw=2, label="metronome (ramped, with hysteresis)")
-    ax_c.axhline(settings.base_cadence_spm, color="#888888", lw=0.6, ls=":")
+    # Order matters to readers of the figure (tests): lines[0] is the model's target, lines[1] the metronome.
+    # The target is drawn under the metronome: it shows only where the two differ (early ramps, hysteresis).
+    ax_c.plot(x, instant, color="#e07b39", lw=2.6, alpha=0.8, label="target for the local grade", zorder=2)
+    ax_c.plot(x, played, color="#1b3a6b", lw=1.8, label="metronome (ramped, with hysteresis)", zorder=3)
+    ax_c.axhline(settings.base_cadence_spm, color="#888888", lw=0.7, ls=":")
     ax_c.set_ylabel("cadence (steps/min)")
-    ax_c.set_xlabel(xlabel)
     lo = min(instant.min(), played.min())
     hi = max(instant.max(), played.max())
-    ax_c.set_ylim(lo - 4, hi + 6)
-    ax_c.legend(loc="lower right", fontsize=8, frameon=False)
-
-    for t_s, label in cue_markers or ():
-        xm = t_s / 60.0 if by_time else float(profile.distance_at_time(t_s)) / 1000.0
-        for ax in (ax_e, ax_g, ax_c):
-            ax.axvline(xm, color="#2a8a4a", lw=0.8, ls="--", alpha=0.8)
-        ax_c.text(xm, 0.98, f" {label}", transform=ax_c.get_xaxis_transform(), rotation=90, va="top",
-                  ha="left", fontsize=7, color="#2a8a4a")
+    ax_c.set_ylim(lo - 3, hi + 3)
+    ax_c.legend(loc="best", fontsize=9, frameon=True, framealpha=0.85, edgecolor="none")
 
     if not by_time:
         # Time on the top axis: the pace model (or the recording) maps distance to time monotonically.
@@ -104,9 +170,72 @@ def render_figure(profile: Profile, settings: TempoSettings, cue_markers=None):
         top = ax_e.secondary_xaxis("top", functions=(lambda v: _interp_extrap(v, d_km, t_min),
                                                      lambda v: _interp_extrap(v, t_min, d_km)))
         top.set_xlabel("time (min)")
-    for ax in (ax_e, ax_g, ax_c):
+    for ax in panels:
         ax.grid(True, color="#dddddd", lw=0.5)
         ax.set_xlim(x[0], x[-1])
+    for ax in (ax_e, ax_g) + ((ax_c,) if markers else ()):
+        ax.tick_params(labelbottom=False)
+
+    handles = [Patch(color="#c9b79c", alpha=0.6, label="elevation")]
+    if technical:
+        handles.append(Patch(color="#e8a33d", alpha=0.3, label="technical terrain"))
+    if markers:
+        handles.append(Line2D([], [], color=CUE_COLOR, lw=1, ls="--", label="spoken cue"))
+    ax_e.legend(handles=handles, loc="upper right", fontsize=9, frameon=True, framealpha=0.85, edgecolor="none")
+
+    if not markers:
+        ax_c.set_xlabel(xlabel)
+        return fig
+
+    xm = np.array([t / 60.0 if by_time else float(profile.distance_at_time(t)) / 1000.0 for t, _ in markers])
+    for ax in panels:
+        for v in xm:
+            ax.axvline(v, color=CUE_COLOR, lw=0.8, ls="--", alpha=0.55, zorder=1)
+    ax_q.set_xlabel(xlabel)
+    ax_q.set_ylabel("cues", rotation=0, ha="right", va="center")
+    ax_q.set_yticks([])
+    ax_q.set_ylim(0, 1)
+    ax_q.set_xlim(x[0], x[-1])
+    for side in ("left", "right", "top"):
+        ax_q.spines[side].set_visible(False)
+
+    # Lay the figure out once to know the lane's width in pixels, then stack the labels so none overlap.
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    bbox = ax_q.get_window_extent(renderer)
+    to_px = lambda v: (v - x[0]) / (x[-1] - x[0]) * bbox.width  # noqa: E731
+    dot_px, gap_px = 7.0, 4.0  # dot radius + pad before the time; pad between the time and the words
+    blend = blended_transform_factory(ax_q.transData, ax_q.transAxes)
+    items = []
+    for (t_s, label), v in zip(markers, xm):
+        clock = ax_q.text(v, 0.5, _fmt_clock(t_s), fontsize=CUE_FONT_PT - 0.5, color="#666666", va="center")
+        words = ax_q.text(v, 0.5, label, fontsize=CUE_FONT_PT, color=CUE_COLOR, va="center")
+        w_clock = clock.get_window_extent(renderer).width
+        w_words = words.get_window_extent(renderer).width
+        items.append((v, clock, words, w_clock, w_words))
+    rows = assign_label_rows([to_px(v) for v, *_ in items],
+                             [dot_px + w_c + gap_px + w_w for _, _, _, w_c, w_w in items], bbox.width)
+    n_rows = max(r for r, _ in rows) + 1
+    # The lane grows with its rows (its width, hence the row assignment, does not change with its height).
+    gs.set_height_ratios(ratios[:3] + [0.3 + 0.1 * max(n_rows, 3)])
+    ys = np.linspace(0.86, 0.14, n_rows) if n_rows > 1 else np.array([0.5])
+    for (v, clock, words, w_clock, w_words), (row, flipped) in zip(items, rows):
+        y = float(ys[row])
+        ax_q.plot([v], [y], transform=blend, marker="o", ms=5, color=CUE_COLOR, zorder=4, clip_on=False)
+        ax_q.plot([v, v], [y, 1.0], transform=blend, color=CUE_COLOR, lw=0.8, ls="--", alpha=0.55, zorder=1)
+        if flipped:  # ends at its cue: words first, then the time, then the dot
+            words.set_ha("right")
+            clock.set_ha("right")
+            words.set_transform(offset_copy(blend, fig=fig, x=-(dot_px + w_clock + gap_px), y=0, units="dots"))
+            clock.set_transform(offset_copy(blend, fig=fig, x=-dot_px, y=0, units="dots"))
+        else:
+            clock.set_transform(offset_copy(blend, fig=fig, x=dot_px, y=0, units="dots"))
+            words.set_transform(offset_copy(blend, fig=fig, x=dot_px + w_clock + gap_px, y=0, units="dots"))
+        for t in (clock, words):
+            t.set_position((v, y))
+            t.set_in_layout(False)  # labels stay inside the lane: they must not move the layout
+            t.set_bbox({"facecolor": "white", "edgecolor": "none", "pad": 0.6, "alpha": 0.9})
+            t.set_zorder(5)
     return fig
 
 
@@ -132,6 +261,10 @@ def write_png(profile: Profile, settings: TempoSettings, path, cue_markers=None)
     except OSError as exc:
         raise InputError(f"--png: cannot write in {str(folder)!r} ({exc.strerror or exc})") from None
     try:
+        # mkstemp makes the file private (0600); a plot is an ordinary file: the user's umask decides.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             fig.savefig(f, format="png")
         os.replace(tmp, dest)

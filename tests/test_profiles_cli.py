@@ -94,7 +94,7 @@ def test_figure_panels_and_cue_markers(name):
     axes = [a for a in fig.axes if a.get_ylabel()]
     labels = [a.get_ylabel() for a in axes]
     assert labels[:3] == ["elevation (m)", "grade (%)", "cadence (steps/min)"]
-    texts = [t.get_text().strip() for t in fig.axes[2].texts]
+    texts = [t.get_text().strip() for ax in fig.axes for t in ax.texts]  # cue labels live in their own lane
     assert "descent ahead" in texts and "quick feet" in texts
     assert p.name in fig._suptitle.get_text()
     # The cadence panel plots the metronome's tempo at each profile point.
