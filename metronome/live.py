@@ -189,6 +189,7 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
     last_cb, last_cb_t = -1, time.monotonic()
     next_cue_name = None
     lost = False
+    bpm_lo, bpm_hi = float("inf"), float("-inf")
     try:
         if feed is not None:
             feed.start()
@@ -208,7 +209,8 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
             if live_planner is not None:
                 st = feed.state()
                 target_now = float(engine.ctl[CT_TARGET_BPM])
-                for req in live_planner.update(pos, grade_pct=st.level_grade_pct, speed_mps=st.speed_mps,
+                # Raw grade: the planner has its own hysteresis (feeding it the held level would hold twice).
+                for req in live_planner.update(pos, grade_pct=st.grade_pct, speed_mps=st.speed_mps,
                                                cadence_spm=st.cadence_spm, target_cadence_spm=target_now,
                                                tempo_changing=abs(engine.current_bpm - target_now) > 0.05):
                     engine.request_cue(bank.index(req.clip_name), req.not_before_sample)
@@ -216,6 +218,7 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
             for ev in engine.drain_events():
                 if ev.kind == "beat":
                     summary["beats"] += 1
+                    bpm_lo, bpm_hi = min(bpm_lo, ev.bpm), max(bpm_hi, ev.bpm)
                 elif ev.kind == "cue":
                     summary["cues"] += 1
                 else:
@@ -264,6 +267,11 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
     for ev in engine.drain_events():
         summary["beats"] += ev.kind == "beat"
         summary["cues"] += ev.kind == "cue"
+        if ev.kind == "beat":
+            bpm_lo, bpm_hi = min(bpm_lo, ev.bpm), max(bpm_hi, ev.bpm)
+    if bpm_lo <= bpm_hi:
+        summary["bpm_min"], summary["bpm_max"] = round(bpm_lo, 4), round(bpm_hi, 4)
+    summary["bpm_bounds"] = [round(ts.min_bpm, 4), round(ts.max_bpm, 4)]
     stats = player.callback_stats()
     summary["played_s"] = engine.position / samplerate
     summary["underflows"] = prior_underflows + stats["underflows"]

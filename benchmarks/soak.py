@@ -1,0 +1,33 @@
+"""10-minute soak of a live session (sensor feed + cues) on the running JACK server.
+
+    python benchmarks/soak.py [--minutes 10]
+
+Prints the session summary, RSS at start/end of the steady state and the underflow count; the short version of
+the same soak runs in CI as tests/test_soak.py.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+
+from soak import soak  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=10.0)
+    args = ap.parse_args()
+    summary, rss, _ = soak(args.minutes * 60.0)
+    steady = [r for t, r in rss if t > 15.0]
+    result = {"minutes": args.minutes, "rss_start_kib": steady[0], "rss_end_kib": steady[-1],
+              "rss_max_kib": max(steady), **{k: summary[k] for k in
+              ("played_s", "beats", "cues", "underflows", "callbacks", "callback_p99_ms", "callback_max_ms",
+               "bpm_min", "bpm_max", "bpm_bounds")}}
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
