@@ -1,0 +1,206 @@
+"""Benchmark: start-up to first audio for ``downbeat play`` and ``downbeat render``, cold and warm numba cache.
+
+Not a test (pytest does not collect it).  Run::
+
+    python3 benchmarks/bench_startup.py            # 1 cold + 2 warm runs of each command
+    python3 benchmarks/bench_startup.py --cold 2 --warm 3
+
+*Cold* is a first run: ``NUMBA_CACHE_DIR`` points at a fresh, empty temporary folder, so every kernel (and the
+C callback) is compiled by LLVM.  *Warm* reuses the folder the cold run filled.  Python's own bytecode cache is
+warm in both (``pip install`` writes it), so cold here means "numba cache empty", the slow part of a first run.
+
+* ``play``: ``downbeat play demo-descent --no-cues --device JACK`` on a private JACK dummy server.  A probe JACK
+  client in this process polls for Downbeat's port, connects to it at once and stamps every cycle with
+  ``time.monotonic()``.  Reported: process start -> port registered (stream opened), and process start -> first
+  non-zero sample received (the first click; beat 0 is at sample 0).  The probe connects a few ms after the port
+  appears, so if the very first click was missed, ``first_audio`` is the second click and says so
+  (``first_click_is_beat0``).
+* ``render``: ``downbeat render demo-descent -o out.wav --no-cues``: process start -> first audio frames written
+  (the ``.partial`` file grows past its header) and -> process exit (file complete).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+from common import REPO, SAMPLERATE  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+
+def kernels_mtime() -> float:
+    """mtime of the kernel source: numba's cache is keyed on it, so an edit by someone else turns a warm run
+    into a compile (the tree is shared); such runs are flagged, not hidden."""
+    return os.path.getmtime(os.path.join(REPO, "metronome", "_kernels.py"))
+
+
+def play_once(srv, probe, cache_dir: str) -> dict:
+    cmd = [sys.executable, "-m", "metronome.cli", "play", "demo-descent", "--no-cues", "--quiet", "--device",
+           "JACK", "--duration", "3"]
+    env = srv.env(NUMBA_CACHE_DIR=cache_dir)
+    mtime0 = kernels_mtime()
+    probe.n[0] = 0
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        port = None
+        while port is None:
+            names = [p.name for p in probe.client.get_ports(is_output=True, is_audio=True)
+                     if p.name.startswith("PortAudio") and p.name.endswith("out_0")]
+            if names:
+                port = names[0]
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"play exited early: {proc.stderr.read()[-800:]}")
+            if time.monotonic() - t0 > 300:
+                raise RuntimeError("no JACK port after 300 s")
+            time.sleep(0.002)
+        t_port = time.monotonic()
+        probe.client.connect(port, probe.port)
+        t_connected = time.monotonic()
+        connected_cycle = int(probe.n[0]) + 1
+        deadline = time.monotonic() + 5.0
+        first = None
+        while time.monotonic() < deadline and first is None:
+            time.sleep(0.02)
+            k = int(probe.n[0])
+            nz = np.flatnonzero(np.any(probe.rec[:k] != 0, axis=1))
+            if nz.size:
+                first = int(nz[0])
+        proc.wait(timeout=60)
+    finally:
+        common.stop_process(proc)
+    res = {"port_s": t_port - t0, "connect_s": t_connected - t0, "rc": proc.returncode,
+           "kernels_edited_during_run": kernels_mtime() != mtime0}
+    if first is not None:
+        blk = probe.rec[first]
+        i = int(np.flatnonzero(blk)[0])
+        # Beat 0 is an accent (peak 0.45; normal clicks peak 0.32) starting on the first sample of the first
+        # callback.  It was caught if the cycle before it was recorded, connected and silent, the click is an
+        # accent and it came within 0.3 s of the port (the next accent, beat 4, is 1.4 s later).
+        peak = float(np.abs(probe.rec[first:first + 16]).max())
+        first_audio = probe.wall[first] - t0 + i / SAMPLERATE
+        res.update(first_audio_s=first_audio,
+                   first_click_is_beat0=bool(peak > 0.4 and first > connected_cycle
+                                             and first_audio - res["port_s"] < 0.3))
+    return res
+
+
+def render_once(cache_dir: str, tmp: str) -> dict:
+    out = os.path.join(tmp, "demo.wav")
+    cmd = [sys.executable, "-m", "metronome.cli", "render", "demo-descent", "-o", out, "--no-cues", "--quiet"]
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    mtime0 = kernels_mtime()
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t_first = None
+    try:
+        while proc.poll() is None:
+            if t_first is None:
+                for p in glob.glob(os.path.join(tmp, ".downbeat-*.partial")):
+                    try:
+                        if os.path.getsize(p) > 44:  # past the WAV header: audio frames are on disk
+                            t_first = time.monotonic()
+                    except OSError:
+                        pass
+            time.sleep(0.002)
+    finally:
+        common.stop_process(proc)
+    t_done = time.monotonic()
+    res = {"first_audio_written_s": None if t_first is None else t_first - t0, "done_s": t_done - t0,
+           "rc": proc.returncode, "kernels_edited_during_run": kernels_mtime() != mtime0}
+    if os.path.exists(out):
+        import soundfile as sf
+
+        res["audio_s"] = sf.info(out).duration
+        os.unlink(out)
+    return res
+
+
+class WallProbe:
+    """A JACK client recording its input with the wall clock (``time.monotonic``) of every cycle."""
+
+    def __init__(self, seconds_max: float = 30.0):
+        import jack
+
+        self.client = jack.Client("dbstartprobe", no_start_server=True)
+        self.period = self.client.blocksize
+        n = int(seconds_max * SAMPLERATE / self.period) + 16
+        self.rec = np.zeros((n, self.period), dtype=np.float32)
+        self.wall = np.zeros(n, dtype=np.float64)
+        self.n = np.zeros(1, dtype=np.int64)
+        self.port = self.client.inports.register("in")
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def _process(self, frames):
+        k = self.n[0]
+        if k < self.rec.shape[0]:
+            self.wall[k] = time.monotonic()
+            self.rec[k, :frames] = self.port.get_array()
+            self.n[0] = k + 1
+
+    def close(self):
+        self.client.deactivate()
+        self.client.close()
+
+
+def bench(cold: int = 1, warm: int = 2, log=print) -> dict:
+    out = {"machine": common.machine_info(), "play": [], "render": []}
+    with tempfile.TemporaryDirectory(prefix="dbbench-start-") as tmp:
+        with common.JackServer(128, name=f"dbstart{os.getpid()}") as srv:
+            os.environ["JACK_DEFAULT_SERVER"] = srv.name
+            probe = WallProbe()
+            try:
+                for c in range(cold):
+                    cache = tempfile.mkdtemp(prefix="numba-cache-", dir=tmp)
+                    cold_mtime = kernels_mtime()
+                    for label, n in (("cold", 1), ("warm", warm)):
+                        for _ in range(n):
+                            r = play_once(srv, probe, cache)
+                            r["cache"] = label
+                            r["kernels_changed_since_cold"] = kernels_mtime() != cold_mtime
+                            out["play"].append(r)
+                            log(f"play   {label}: port {r['port_s']:6.2f} s, first audio "
+                                f"{r.get('first_audio_s', float('nan')):6.2f} s (beat 0: "
+                                f"{r.get('first_click_is_beat0')})")
+                    shutil.rmtree(cache)
+            finally:
+                probe.close()
+                os.environ.pop("JACK_DEFAULT_SERVER", None)
+        for c in range(cold):
+            cache = tempfile.mkdtemp(prefix="numba-cache-", dir=tmp)
+            cold_mtime = kernels_mtime()
+            for label, n in (("cold", 1), ("warm", warm)):
+                for _ in range(n):
+                    r = render_once(cache, tmp)
+                    r["cache"] = label
+                    r["kernels_changed_since_cold"] = kernels_mtime() != cold_mtime
+                    out["render"].append(r)
+                    log(f"render {label}: first audio written {r['first_audio_written_s'] or float('nan'):6.2f} s, "
+                        f"done {r['done_s']:6.2f} s ({r.get('audio_s', 0):.0f} s of audio)")
+            shutil.rmtree(cache)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cold", type=int, default=1, help="cold runs (each with a fresh numba cache)")
+    ap.add_argument("--warm", type=int, default=2, help="warm runs after each cold one")
+    args = ap.parse_args(argv)
+    res = bench(args.cold, args.warm)
+    print("wrote", common.save_json("startup", res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
