@@ -34,6 +34,11 @@ JACK_PID=""
 cleanup() { if [ -n "$JACK_PID" ]; then kill "$JACK_PID" 2>/dev/null || true; wait "$JACK_PID" 2>/dev/null || true; fi; }
 trap cleanup EXIT
 if ! jack_lsp >/dev/null 2>&1; then
+    # No server runs: clear what killed servers may have left in JACK's shared-memory registry, which
+    # otherwise fills up ("Too many servers already active").
+    if ! pgrep -x jackd >/dev/null 2>&1 && ! pgrep -x jackdbus >/dev/null 2>&1; then
+        rm -rf /dev/shm/jack-shm-registry /dev/shm/jack_* /dev/shm/jack-[0-9]* 2>/dev/null || true
+    fi
     export DOWNBEAT_JACKD_LOG="${TMPDIR:-/tmp}/downbeat-jackd.$$.log"
     # The tests read this log: JACK names the client that missed a deadline ("client = X was not finished").
     jackd -d dummy -r 48000 -p 128 >"$DOWNBEAT_JACKD_LOG" 2>&1 &

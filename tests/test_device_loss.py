@@ -25,7 +25,7 @@ def start_server(name, attempts=3):
         r = subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], capture_output=True, text=True)
         if r.returncode == 0:
             return proc
-        proc.kill()
+        proc.terminate()
         log = proc.communicate()[0]
         time.sleep(1.0)
     raise AssertionError(f"jackd -n {name} did not start: {log[-800:]}")
@@ -45,8 +45,12 @@ def server(tmp_path):
     yield name, procs, env, course
     for p in procs:
         if p.poll() is None:
-            p.kill()
-            p.wait()
+            p.terminate()  # graceful: a SIGKILLed jackd leaves its entry in JACK's shm registry
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 def play(env, course, *extra):
@@ -71,7 +75,7 @@ def test_server_killed_mid_session_gives_clear_error_and_exits(server):
     p = play(env, course, "--duration", "60")
     wait_playing(env, p)
     time.sleep(1.0)
-    procs[0].kill()
+    procs[0].terminate()  # the server goes away under the session (SIGTERM: see the fixture)
     t0 = time.time()
     out, err = p.communicate(timeout=30)
     assert time.time() - t0 < 15, "must not hang after the device is gone"
@@ -87,7 +91,7 @@ def test_reconnect_waits_for_the_server_and_carries_on(server):
     p = play(env, course, "--duration", "12", "--reconnect")
     wait_playing(env, p)
     time.sleep(1.0)
-    procs[0].kill()
+    procs[0].terminate()
     procs[0].wait()
     time.sleep(4.0)  # longer than the stall detector
     procs.append(start_server(name))
