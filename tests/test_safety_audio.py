@@ -308,11 +308,9 @@ def test_click_envelope_under_speech_changes_smoothly(bpm, duck_db, cue_len_ms, 
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Bugs found in metronome/* (reported; xfail until fixed there)
+# Non-finite samples (found by this suite: NaN passed the limiter and the clamp, as every comparison with NaN is
+# false; fixed in metronome._kernels.process_block)
 # ----------------------------------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="metronome._kernels.process_block: NaN in a clip passes the limiter and the "
-                                       "clamp (every comparison with NaN is false), so NaN reaches the sound card; "
-                                       "ClipBank.build also accepts non-finite samples")
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
 def test_non_finite_clip_samples_never_reach_the_output(bad):
     tm = TempoMap.constant(170.0, SR, 2.0)
