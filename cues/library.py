@@ -23,8 +23,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-import yaml
 
+from metronome import safeyaml
+from metronome.safeyaml import short
 from metronome.errors import CueError
 
 #: Everything that can make the planner consider a cue.
@@ -110,7 +111,7 @@ class CueLibrary:
         for c in self.cues:
             if c.id == cue_id:
                 return c
-        raise CueError(f"cue id {cue_id!r} is not in {self.source} (known: {', '.join(self.ids)})")
+        raise CueError(f"cue id {short(cue_id)} is not in {self.source} (known: {', '.join(self.ids)})")
 
     def by_trigger(self, trigger: str) -> tuple:
         """Cues for ``trigger`` in file order."""
@@ -130,34 +131,34 @@ def _validate_cue(raw, where: str) -> CueEntry:
         raise CueError(f"{where}: expected a mapping with id, trigger, priority, cooldown_s, phrasings")
     unknown = sorted(set(map(str, raw)) - _CUE_KEYS)
     if unknown:
-        raise CueError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_CUE_KEYS))})")
+        raise CueError(f"{where}: unknown key {short(unknown[0])} (allowed: {', '.join(sorted(_CUE_KEYS))})")
     for key in ("id", "trigger", "priority", "cooldown_s", "phrasings"):
         if key not in raw:
-            raise CueError(f"{where}: missing required key {key!r}")
+            raise CueError(f"{where}: missing required key {short(key)}")
     cid = raw["id"]
     if not isinstance(cid, str) or not _ID_RE.match(cid):
-        raise CueError(f"{where}.id: {cid!r} is not a lowercase identifier ([a-z][a-z0-9_]*, at most 40 chars)")
+        raise CueError(f"{where}.id: {short(cid)} is not a lowercase identifier ([a-z][a-z0-9_]*, at most 40 chars)")
     trig = raw["trigger"]
     if trig not in TRIGGERS:
-        raise CueError(f"{where}.trigger: {trig!r} is not one of {', '.join(TRIGGERS)}")
+        raise CueError(f"{where}.trigger: {short(trig)} is not one of {', '.join(TRIGGERS)}")
     prio = raw["priority"]
     if not (isinstance(prio, int) and not isinstance(prio, bool)) or not 0 <= prio <= 100:
-        raise CueError(f"{where}.priority: {prio!r} is not an integer in 0..100")
+        raise CueError(f"{where}.priority: {short(prio)} is not an integer in 0..100")
     cool = raw["cooldown_s"]
     if not _is_number(cool) or not 0 <= cool <= 3600:
-        raise CueError(f"{where}.cooldown_s: {cool!r} is not a number of seconds in 0..3600")
+        raise CueError(f"{where}.cooldown_s: {short(cool)} is not a number of seconds in 0..3600")
     safety = raw.get("safety", False)
     if not isinstance(safety, bool):
-        raise CueError(f"{where}.safety: {safety!r} is not true or false")
+        raise CueError(f"{where}.safety: {short(safety)} is not true or false")
     gmax = raw.get("grade_max_pct")
     if gmax is not None and (not _is_number(gmax) or not -60 <= gmax <= 0):
-        raise CueError(f"{where}.grade_max_pct: {gmax!r} is not a grade in -60..0 %")
+        raise CueError(f"{where}.grade_max_pct: {short(gmax)} is not a grade in -60..0 %")
     phr = raw["phrasings"]
     if not isinstance(phr, list) or not phr:
         raise CueError(f"{where}.phrasings: expected a non-empty list of strings")
     for j, p in enumerate(phr):
         if not isinstance(p, str) or not p.strip():
-            raise CueError(f"{where}.phrasings[{j}]: {p!r} is not a non-empty string")
+            raise CueError(f"{where}.phrasings[{j}]: {short(p)} is not a non-empty string")
         if len(p) > MAX_PHRASING_CHARS:
             raise CueError(f"{where}.phrasings[{j}]: {len(p)} characters; keep phrasings under "
                            f"{MAX_PHRASING_CHARS} so they can be spoken in 2.5 s")
@@ -174,9 +175,9 @@ def parse_library(data, source: str) -> CueLibrary:
         raise CueError(f"{source}: expected a mapping with a 'cues' list at the top level")
     unknown = sorted(set(map(str, data)) - {"version", "cues"})
     if unknown:
-        raise CueError(f"{source}: unknown top-level key {unknown[0]!r} (allowed: cues, version)")
+        raise CueError(f"{source}: unknown top-level key {short(unknown[0])} (allowed: cues, version)")
     if data.get("version", 1) != 1:
-        raise CueError(f"{source}: version: {data.get('version')!r} is not supported (expected 1)")
+        raise CueError(f"{source}: version: {short(data.get('version'))} is not supported (expected 1)")
     raw_cues = data.get("cues")
     if not isinstance(raw_cues, list) or not raw_cues:
         raise CueError(f"{source}: cues: expected a non-empty list")
@@ -185,7 +186,7 @@ def parse_library(data, source: str) -> CueLibrary:
     for i, raw in enumerate(raw_cues):
         entry = _validate_cue(raw, f"{source}: cues[{i}]")
         if entry.id in seen:
-            raise CueError(f"{source}: cues[{i}].id: {entry.id!r} duplicates cues[{seen[entry.id]}]")
+            raise CueError(f"{source}: cues[{i}].id: {short(entry.id)} duplicates cues[{seen[entry.id]}]")
         seen[entry.id] = i
         out.append(entry)
     return CueLibrary(cues=tuple(out), source=source)
@@ -212,13 +213,7 @@ def load_library(path=None) -> CueLibrary:
         raise CueError(f"{source}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CueError(f"{source}: cannot read: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise CueError(f"{source}: {at}invalid YAML: {problem}") from None
+    data = safeyaml.load(text, source, CueError)
     return parse_library(data, source)
 
 
@@ -256,23 +251,23 @@ class VoicePack:
 def _inside(root: Path, rel: str, where: str) -> Path:
     """Resolve ``rel`` against ``root`` and refuse anything that escapes it."""
     if not isinstance(rel, str) or not rel:
-        raise CueError(f"{where}: {rel!r} is not a file name")
+        raise CueError(f"{where}: {short(rel)} is not a file name")
     if "\x00" in rel:
-        raise CueError(f"{where}: {rel!r} contains a NUL byte")
+        raise CueError(f"{where}: {short(rel)} contains a NUL byte")
     # Check both path flavours: a pack made on Windows may say C:\... or ..\x.wav.
     for flavour in (PurePosixPath, PureWindowsPath):
         pp = flavour(rel)
         if pp.is_absolute() or pp.anchor or pp.drive:
-            raise CueError(f"{where}: {rel!r} is an absolute path; paths must be relative to the pack folder")
+            raise CueError(f"{where}: {short(rel)} is an absolute path; paths must be relative to the pack folder")
         if ".." in pp.parts:
-            raise CueError(f"{where}: {rel!r} contains '..'; paths must stay inside the pack folder")
+            raise CueError(f"{where}: {short(rel)} contains '..'; paths must stay inside the pack folder")
     target = (root / rel).resolve()
     if target != root and root not in target.parents:
-        raise CueError(f"{where}: {rel!r} points outside the pack folder (symlink?)")
+        raise CueError(f"{where}: {short(rel)} points outside the pack folder (symlink?)")
     if not target.is_file():
-        raise CueError(f"{where}: {rel!r} is not a file in the pack folder")
+        raise CueError(f"{where}: {short(rel)} is not a file in the pack folder")
     if target.suffix.lower() != ".wav":
-        raise CueError(f"{where}: {rel!r} is not a .wav file")
+        raise CueError(f"{where}: {short(rel)} is not a .wav file")
     return target
 
 
@@ -298,16 +293,15 @@ def load_voice_pack(pack_dir, library: CueLibrary) -> VoicePack:
         if root not in mres.parents:
             raise CueError(f"{where}: points outside the pack folder (symlink?)")
         try:
-            data = yaml.safe_load(manifest.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
+            raw = manifest.read_bytes()
+        except OSError as exc:
             raise CueError(f"{where}: cannot read: {exc}") from None
-        except yaml.YAMLError as exc:
-            raise CueError(f"{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+        data = safeyaml.load(raw, where, CueError)
         if not isinstance(data, dict) or not isinstance(data.get("cues"), dict):
             raise CueError(f"{where}: expected a mapping 'cues: {{cue_id: file.wav or [files]}}'")
         for cid, spec in data["cues"].items():
             if cid not in known:
-                raise CueError(f"{where}: cues.{cid}: {cid!r} is not a cue id of {library.source}")
+                raise CueError(f"{where}: cues.{cid}: {short(cid)} is not a cue id of {library.source}")
             names = [spec] if isinstance(spec, str) else spec
             if not isinstance(names, list) or not names:
                 raise CueError(f"{where}: cues.{cid}: expected a file name or a non-empty list of file names")
@@ -324,7 +318,7 @@ def load_voice_pack(pack_dir, library: CueLibrary) -> VoicePack:
                 raise CueError(f"{where}: file name must be <cue_id>.wav or <cue_id>-<n>.wav (lowercase)")
             cid = m.group("id")
             if cid not in known:
-                raise CueError(f"{where}: {cid!r} is not a cue id of {library.source}")
+                raise CueError(f"{where}: {short(cid)} is not a cue id of {library.source}")
             path = _inside(root, entry.name, where)
             if m.group("n") is None:
                 whole[cid] = path

@@ -337,6 +337,10 @@ def process_block(out, st, ctl, map_sample, map_bpm, map_phase, samplerate,
         master = _smooth(st[ST_MASTER], gain_target, gain_coef)
         st[ST_MASTER] = master
         y = (clicks * duck + speech) * master
+        if not math.isfinite(y):
+            # A clip from outside (a voice pack) could hold NaN or inf; every comparison with NaN is false, so it
+            # would pass the limiter and the clamp.  Silence it here and keep the limiter state sane.
+            y = 0.0
         # ---- peak limiter: instant attack (no look-ahead, so no added latency), smooth release.
         lim = _smooth(st[ST_LIMIT], 1.0, release_coef)
         a = abs(y)

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import sys
-import time
 
 import click
 
@@ -111,7 +110,7 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
     """Render PROFILE (a file or a bundled name) to an audio file, through the same kernel as `play`."""
     from .engine import output_format, render as do_render, warm_kernels
 
-    output_format(out, subtype)  # validate flags before any work
+    output_format(out, subtype, samplerate)  # validate flags before any work
     plan = _plan(profile, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues,
                  voice_pack, channels)
     warm_kernels(samplerate, channels)
@@ -249,18 +248,30 @@ except ImportError:  # while a package is being built; the guide still works
     pass
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, delivered as an exception so cleanup code runs."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv=None):
     """Console entry point: map errors to the exit-code contract."""
     # A closed pipe (downbeat ... | head) is not an error worth a traceback.
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # SIGTERM (kill, systemd, timeout) unwinds like Ctrl-C, so renders remove their temporary files and live
+    # sessions fade out and print their summary.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args=argv, prog_name="downbeat", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("downbeat: aborted", err=True)
-        sys.exit(130)
+    except click.exceptions.Abort as exc:
+        terminated = isinstance(exc.__context__, Terminated) or isinstance(exc.__cause__, Terminated)
+        click.echo("downbeat: terminated" if terminated else "downbeat: aborted", err=True)
+        sys.exit(143 if terminated else 130)
     except click.ClickException as exc:  # usage errors: one line, exit 2
         msg = exc.format_message().replace("\n", " ")
         cmd = exc.ctx.command_path if getattr(exc, "ctx", None) else "downbeat"

@@ -143,6 +143,9 @@ class ClipBank:
         lengths = np.array([len(a) for a in arrays], dtype=np.int64)
         if np.any(lengths <= 0):
             raise InputError(f"clip {names[int(np.argmin(lengths))]!r} is empty")
+        for name, a in zip(names, arrays):
+            if not np.all(np.isfinite(a)):
+                raise InputError(f"clip {name!r}: contains NaN or infinite samples")
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         data = np.concatenate([np.asarray(a, dtype=np.float32).ravel() for a in arrays]).astype(np.float32)
         for arr in (data, offsets, lengths):
@@ -363,7 +366,11 @@ def freeze_kernels() -> None:
 # ------------------------------------------------------------------------------------------------------------------
 # Offline render
 # ------------------------------------------------------------------------------------------------------------------
-def output_format(path: str, subtype: str | None = None) -> tuple[str, str]:
+MAX_VORBIS_SAMPLERATE = 192000  # libvorbis refuses more, and libsndfile crashes trying
+
+
+def output_format(path: str, subtype: str | None = None, samplerate: int | None = None) -> tuple[str, str]:
+    """(format, subtype) for an output path; InputError for anything libsndfile cannot write."""
     ext = os.path.splitext(path)[1].lower()
     if ext not in FORMATS:
         raise InputError(f"{path}: unsupported output format {ext or '(none)'!r}; use .wav, .flac or .ogg")
@@ -373,6 +380,9 @@ def output_format(path: str, subtype: str | None = None) -> tuple[str, str]:
         raise InputError(f"--subtype: {subtype!r} is not one of {', '.join(SUBTYPES)}")
     if (fmt == "OGG") != (sub == "VORBIS") or (fmt == "FLAC" and sub == "FLOAT"):
         raise InputError(f"--subtype: {sub} cannot be written to a {ext} file")
+    if fmt == "OGG" and samplerate is not None and samplerate > MAX_VORBIS_SAMPLERATE:
+        raise InputError(f"--samplerate: {samplerate} is above {MAX_VORBIS_SAMPLERATE} Hz, the most an .ogg "
+                         "(Vorbis) file can hold; use .wav or .flac")
     return fmt, sub
 
 
@@ -434,16 +444,24 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
     """
     import soundfile as sf
 
-    fmt, sub = output_format(out_path, subtype)
+    fmt, sub = output_format(out_path, subtype, settings.samplerate)
     if not (1 <= blocksize <= 1 << 20):
         raise InputError(f"--blocksize: {blocksize!r} is outside 1..1048576")
+    if events_path and os.path.abspath(events_path) == os.path.abspath(out_path):
+        raise InputError(f"--events: {events_path!r} is the audio output file; give the events CSV its own name")
     total = tempo_map.end_sample + int(round(tail_s * settings.samplerate))
     engine = Engine(tempo_map, settings, bank, stop_beats_at=tempo_map.end_sample)
     # Time order: the kernel serves the ring head first, so an out-of-order request would hold back the others.
     requests = sorted(((int(c), int(s)) for c, s in cue_requests), key=lambda r: r[1])
-    outs = [AtomicOutput(out_path)]
-    if events_path:
-        outs.append(AtomicOutput(events_path))
+    outs = []
+    try:
+        outs.append(AtomicOutput(out_path))
+        if events_path:
+            outs.append(AtomicOutput(events_path))
+    except BaseException:
+        for o in outs:  # the events folder may be bad after the audio temporary was made
+            o.abort()
+        raise
     t0 = time.perf_counter()
     beats = cues = dropped = 0
     kept = []

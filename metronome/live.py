@@ -11,7 +11,6 @@ import math
 import sys
 import time
 
-import numpy as np
 
 from ._kernels import CT_TARGET_BPM
 from .engine import Engine, EngineSettings, LivePlayer, click_bank, find_device, freeze_kernels, warm_kernels

@@ -239,6 +239,7 @@ def grade_plateaus(position, grade_pct, hold, hysteresis_pct=1.0):
     level = float(grade_pct[first].mean())
     out = [(float(position[0]), level)]
     run_start = None
+    run_sign = 0.0
     for i in range(1, len(position)):
         g = grade_pct[i]
         if abs(g - level) >= hysteresis_pct and (run_start is None or np.sign(g - level) == run_sign):

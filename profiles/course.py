@@ -27,11 +27,10 @@ silently flat course).  Authored grades are exact, so courses are not smoothed u
 from __future__ import annotations
 
 import math
-import reprlib
 
 import numpy as np
-import yaml
 
+from metronome import safeyaml
 from metronome.errors import ProfileError
 
 from . import grade as G
@@ -54,20 +53,7 @@ WORKOUT_KEYS = {"name", "kind", "base_cadence_spm", "segments", "description"}
 WORKOUT_SEGMENT_KEYS = {"duration_s", "incline_pct", "speed_kmh", "note"}
 
 
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 2, 4, 4, 60, 60, 40
-
-
-def _short(value) -> str:
-    """A bounded ``repr`` for error messages.
-
-    A value can be a YAML alias bomb (a few hundred bytes that expand to 9 ** 9 shared nodes: a plain ``repr``
-    takes minutes and gigabytes) or an integer too long for ``repr`` itself (Python's 4300-digit limit).
-    """
-    try:
-        return _REPR.repr(value)
-    except (ValueError, RecursionError):
-        return f"<{type(value).__name__}>"
+_short = safeyaml.short
 
 
 class _Ctx:
@@ -108,25 +94,7 @@ class _Ctx:
 
 def parse_yaml(data: bytes, display: str):
     """``yaml.safe_load`` of bytes with every failure as a one-line :class:`ProfileError`."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ProfileError(f"{display}: not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})") \
-            from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise ProfileError(f"{display}: invalid YAML: {where}{' '.join(str(problem).split())}") from None
-    except (RecursionError, MemoryError):
-        raise ProfileError(f"{display}: invalid YAML: nested too deeply or too large") from None
-    except (ValueError, OverflowError, TypeError) as exc:
-        # PyYAML's constructors let these through: a 5000-digit integer (Python's int->str limit), a timestamp
-        # such as 2020-13-45, ``!!int 'abc'``.  The first clause names the problem; the rest is Python's advice.
-        problem = " ".join(str(exc).split(";")[0].split())[:120] or type(exc).__name__
-        raise ProfileError(f"{display}: invalid YAML: unreadable value ({problem})") from None
+    return safeyaml.load(data, display, ProfileError)
 
 
 def profile_from_yaml(doc, *, name: str, source: str, display: str, flat_pace_s_per_km=None, smoothing_m=None,
