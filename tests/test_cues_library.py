@@ -110,7 +110,7 @@ def test_validation_errors_are_one_line_and_path_qualified(tmp_path, mutate, mes
 
 
 def test_yaml_errors_and_missing_file(tmp_path):
-    with pytest.raises(CueError, match=r"lib.yaml: line \d+: invalid YAML"):
+    with pytest.raises(CueError, match=r"lib.yaml: invalid YAML: line \d+, column \d+: "):
         load_library(_write(tmp_path, "cues: [\n  - id: a\n    trigger: [unclosed\n"))
     with pytest.raises(CueError, match=r"nope.yaml: no such file"):
         load_library(tmp_path / "nope.yaml")
