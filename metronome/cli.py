@@ -232,20 +232,19 @@ def devices():
                    f"{d['default_samplerate']:.0f} Hz)")
 
 
-def _register_optional_groups():
+def _register_groups():
     # Sub-command groups live with their packages; the CLI stays one place to read.
+    from cues.cli import cues as cues_group
     from profiles.cli import profile as profile_group
 
+    from .doctor import doctor
+
     cli.add_command(profile_group)
-    from cues.cli import cues as cues_group
-
     cli.add_command(cues_group)
+    cli.add_command(doctor)
 
 
-try:
-    _register_optional_groups()
-except ImportError:  # while a package is being built; the guide still works
-    pass
+_register_groups()
 
 
 class Terminated(KeyboardInterrupt):
