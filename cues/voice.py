@@ -294,6 +294,8 @@ def load_recording(path, samplerate: int, what: str) -> np.ndarray:
     faded and normalised like synthesized speech.
     """
     raw, sr = _read_audio(path)
+    if not np.all(np.isfinite(raw)):
+        raise CueError(f"{path}: {what}: recording has NaN or infinite samples")
     trimmed = trim_silence(raw, sr)
     if trimmed.size == 0:
         raise CueError(f"{path}: {what}: recording is silent")

@@ -194,8 +194,7 @@ def check_engine(probe: dict) -> list[Check]:
     """The render path end to end, and whether the numba kernels come from the cache."""
     if "error" in probe:
         return [Check("render", "fail", f"the audio kernel does not run: {probe['error']}",
-                      f"reinstall: {sys.executable} -m pip install --force-reinstall downbeat (from the source folder:"
-                      f" pip install .)")]
+                      f"reinstall, in Downbeat's source folder: {sys.executable} -m pip install --force-reinstall .")]
     checks = []
     r = probe["render"]
     if not r[".wav"]["ok"]:

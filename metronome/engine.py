@@ -404,6 +404,10 @@ class AtomicOutput:
         os.close(fd)
 
     def commit(self):
+        # mkstemp makes the file owner-only; a finished track should get the usual permissions (umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)
         os.replace(self.tmp, self.path)
 
     def abort(self):

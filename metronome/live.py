@@ -116,6 +116,10 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
 
     es = EngineSettings(samplerate=samplerate, channels=2, ceiling_dbfs=ceiling_db, volume_db=volume_db,
                         accent_every=accent_every)
+    if sensor is not None:
+        from .sensors import parse_sensor_url
+
+        parse_sensor_url(sensor, listen_any=listen_any)  # bad input (exit 2) before device problems (exit 1)
     dev = find_device(device)  # fail fast, before any slow preparation
     prof = load_profile(profile) if profile else None
     base = base_cadence if base_cadence is not None else ((prof.base_cadence_spm if prof else None) or 170.0)

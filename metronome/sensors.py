@@ -725,13 +725,18 @@ class UdpSource:
     done = False
 
     def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, max_batch: int = 512,
-                 rcvbuf_bytes: int = 1 << 20):
+                 rcvbuf_bytes: int = 1 << 20, listen_any: bool = False):
         self.host, self.port = host, port
+        self.listen_any = listen_any
         self.max_batch = max_batch
         self.rcvbuf_bytes = rcvbuf_bytes
         self.sock: socket.socket | None = None
 
     def open(self) -> None:
+        # Enforced here too, not only when parsing the URL: a listener reachable from the network is opt-in.
+        if not self.listen_any and not _is_loopback(self.host):
+            raise SensorError(f"--sensor udp://{self.host}:{self.port}: refusing to listen on a non-loopback "
+                              "address without --listen-any")
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -1013,7 +1018,7 @@ class ReplaySource:
 def make_source(spec: SensorSpec, clock: Callable[[], float] = time.monotonic, *, stdin=None):
     """The source object for a spec (BLE sources import bleak only when opened)."""
     if spec.kind == "udp":
-        return UdpSource(spec.host, spec.port)
+        return UdpSource(spec.host, spec.port, listen_any=spec.listen_any)
     if spec.kind == "stdin":
         return StreamSource(stdin)
     if spec.kind == "replay":

@@ -247,7 +247,7 @@ def _speechlike_wav(path, subtype="PCM_16", samplerate=16000):
 
 
 def test_mutated_recordings_raise_only_cue_errors(tmp_path):
-    """PCM WAVs (no NaN is representable, see the xfail below for FLOAT) mutated byte-wise: a clip or a CueError."""
+    """PCM WAVs (no NaN is representable; FLOAT NaN/inf has its own test below) mutated byte-wise: a clip or a CueError."""
     voice = pytest.importorskip("cues.voice")
     import numpy as np
 
@@ -278,9 +278,6 @@ def test_mutated_recordings_raise_only_cue_errors(tmp_path):
     assert tally["loaded"] > 0 and tally["rejected"] > 0, tally
 
 
-@pytest.mark.xfail(strict=True, reason="cues.voice.load_recording: a FLOAT WAV holding NaN makes trim_silence "
-                                       "index an empty array (IndexError escapes); +inf normalises the clip to NaN. "
-                                       "Refuse non-finite samples with a CueError after _read_audio")
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
 def test_recording_with_non_finite_samples_is_a_cue_error(tmp_path, bad):
     voice = pytest.importorskip("cues.voice")

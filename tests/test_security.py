@@ -226,9 +226,6 @@ def test_loopback_urls_bind_loopback(url):
         src.close()
 
 
-@pytest.mark.xfail(strict=True, reason="metronome.sensors.make_source/UdpSource ignore SensorSpec.listen_any: a "
-                                       "spec built without parse_sensor_url binds 0.0.0.0; the policy should also "
-                                       "be enforced where the socket is bound")
 def test_udp_source_itself_refuses_a_wildcard_bind_without_listen_any():
     spec = sensors.SensorSpec(kind="udp", url="udp://0.0.0.0:0", host="0.0.0.0", port=0, listen_any=False)
     src = sensors.make_source(spec)
