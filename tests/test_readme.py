@@ -33,7 +33,6 @@ README = ROOT / "README.md"
 APT_RE = re.compile(r"^(?:sudo )?apt-get update && (?:sudo )?apt-get install -y (?P<pkgs>[a-z0-9.+\- ]+?) && ")
 #: The whole first command, README to finished render, must stay well inside a CI run.
 SETUP_TIMEOUT_S = 600
-DEMO_DURATION_S = None  # filled from the profile (the render adds a 1 s tail)
 
 
 def setup_commands(text: str | None = None) -> list[str]:
@@ -157,18 +156,17 @@ def copy_repo(dest: Path) -> None:
                                                                   ".pytest_cache", ".hypothesis", "*.wav"))
         return
     for rel in r.stdout.decode().split("\0"):
-        if not rel or not (ROOT / rel).is_file():
-            continue  # deleted in the work tree
+        if not rel:
+            continue
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / rel, dest / rel)
+        try:
+            shutil.copy2(ROOT / rel, dest / rel)
+        except FileNotFoundError:
+            continue  # deleted in the work tree (and not yet committed): a fresh clone would not have it either
 
 
 @pytest.mark.slow
 def test_first_setup_command_installs_and_renders_the_demo(tmp_path):
-    import soundfile as sf
-
-    from profiles import load_profile
-
     if _has_sound_card():
         pytest.skip("this machine has a sound card: `play` would play the whole 22-minute demo on it")
     install, _ = setup_commands()
@@ -180,6 +178,19 @@ def test_first_setup_command_installs_and_renders_the_demo(tmp_path):
     home.mkdir()
     copy_repo(repo)
     env = setup_env(home)
+
+    try:
+        _run_and_check(cmd, notes, repo, home, env)
+    finally:
+        # ~250 MB of WAV and ~400 MB of venv: pytest keeps its last three temp folders, so clean up here.
+        shutil.rmtree(repo, ignore_errors=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _run_and_check(cmd, notes, repo, home, env):
+    import soundfile as sf
+
+    from profiles import load_profile
 
     t0 = time.monotonic()
     r = subprocess.run(["sh", "-c", cmd], cwd=repo, env=env, capture_output=True, text=True,
@@ -215,7 +226,7 @@ def test_first_setup_command_installs_and_renders_the_demo(tmp_path):
     onsets = np.flatnonzero(env_l[1:] & ~env_l[:-1])
     onsets = onsets[np.concatenate([[True], np.diff(onsets) > 4800])]  # one onset per click (>= 0.1 s apart)
     assert len(onsets) == pytest.approx(5 * 170 / 60, abs=1)
-    assert took_s < SETUP_TIMEOUT_S
+    print(f"first set-up command: {took_s:.0f} s; {'; '.join(notes)}")
 
 
 # ------------------------------------------------------------------------------------------------------------------
