@@ -17,11 +17,12 @@ from .errors import DownbeatError, InputError
 GUIDE = """\
 Downbeat: a cadence coach for downhill running. The metronome follows the gradient; spoken cues coach technique.
 
-  downbeat play demo-descent                 play the bundled demo descent (headphones on)
-  downbeat render demo-descent -o run.wav    make a track for your phone instead (no sound card needed)
-  downbeat profile show my-run.gpx --png p.png   see grade, target cadence and cues of a course
+  downbeat play demo-descent                     play the bundled demo descent (headphones on)
+  downbeat render demo-descent -o run.wav        make a track for your phone instead (no sound card needed)
+  downbeat profile show my-run.gpx --png p.png   grade, target cadence and cue timeline of a course
   downbeat play --sensor udp://127.0.0.1:47800   follow a live treadmill/footpod/phone feed
-  downbeat devices | cues list | doctor      audio outputs, the cue library, what is missing
+  downbeat doctor                                what works here, what is missing and how to fix it
+  downbeat devices | cues list                   audio outputs, the cue library
 
 Bundled profiles: {bundled}.  More: downbeat COMMAND --help
 """
@@ -67,6 +68,8 @@ _common = [
     click.option("--volume-db", type=float, default=0.0, show_default=True, help="Master volume, <= 0 dB."),
     click.option("--ceiling-db", type=float, default=-6.0, show_default=True, help="Output peak ceiling, dBFS."),
     click.option("--accent-every", type=int, default=4, show_default=True, help="Accent every N steps (0: off)."),
+    click.option("--flat-pace", default=None, metavar="MM:SS",
+                 help="Your pace on the flat per km, for courses without timing (default 5:30)."),
     click.option("--no-cues", is_flag=True, help="Clicks only, no spoken cues."),
     click.option("--voice-pack", type=click.Path(), default=None, help="Folder of WAV files overriding cue voices."),
 ]
@@ -79,11 +82,11 @@ def common_options(f):
 
 
 def _plan(profile_spec, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues,
-          voice_pack, channels=2):
+          voice_pack, channels=2, flat_pace=None):
     from .engine import EngineSettings
     from .session import load_profile, plan_session
 
-    profile = load_profile(profile_spec)
+    profile = load_profile(profile_spec, flat_pace=flat_pace)
     es = EngineSettings(samplerate=samplerate, channels=channels, ceiling_dbfs=ceiling_db, volume_db=volume_db,
                         accent_every=accent_every)
     plan = plan_session(profile, _tempo_settings(profile, base_cadence, upper_cap), es, cues=not no_cues,
@@ -106,13 +109,13 @@ def _plan(profile_spec, base_cadence, samplerate, upper_cap, volume_db, ceiling_
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @common_options
 def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, base_cadence, samplerate, upper_cap,
-           volume_db, ceiling_db, accent_every, no_cues, voice_pack):
+           volume_db, ceiling_db, accent_every, flat_pace, no_cues, voice_pack):
     """Render PROFILE (a file or a bundled name) to an audio file, through the same kernel as `play`."""
     from .engine import output_format, render as do_render, warm_kernels
 
     output_format(out, subtype, samplerate)  # validate flags before any work
     plan = _plan(profile, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues,
-                 voice_pack, channels)
+                 voice_pack, channels, flat_pace)
     warm_kernels(samplerate, channels)
     progress = None
     bar = None
@@ -158,7 +161,8 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
 @click.option("--resume-at", type=int, default=None, hidden=True)  # used by --reconnect's fresh process
 @common_options
 def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_json, fallback_render, reconnect,
-         resume_at, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues, voice_pack):
+         resume_at, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, flat_pace, no_cues,
+         voice_pack):
     """Play PROFILE live on an audio device (default: the bundled demo descent)."""
     from .engine import NoOutputDevice, find_device
     from .live import run_play
@@ -174,7 +178,7 @@ def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_jso
             ctx.invoke(render, profile=profile, out=fallback_render, events=None, blocksize=8192, channels=2,
                        subtype=None, quiet=quiet, as_json=as_json, base_cadence=base_cadence, samplerate=samplerate,
                        upper_cap=upper_cap, volume_db=volume_db, ceiling_db=ceiling_db, accent_every=accent_every,
-                       no_cues=no_cues, voice_pack=voice_pack)
+                       flat_pace=flat_pace, no_cues=no_cues, voice_pack=voice_pack)
             return
 
     if blocksize < 0 or blocksize > 65536:
@@ -186,7 +190,8 @@ def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_jso
     summary = run_play(profile=profile, sensor=sensor, listen_any=listen_any, device=device, blocksize=blocksize,
                        duration=duration, quiet=quiet or as_json, base_cadence=base_cadence, samplerate=samplerate,
                        upper_cap=upper_cap, volume_db=volume_db, ceiling_db=ceiling_db, accent_every=accent_every,
-                       no_cues=no_cues, voice_pack=voice_pack, reconnect=reconnect, resume_at=resume_at)
+                       flat_pace=flat_pace, no_cues=no_cues, voice_pack=voice_pack, reconnect=reconnect,
+                       resume_at=resume_at)
     if as_json:
         click.echo(json.dumps(summary))
     elif not quiet:

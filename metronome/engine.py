@@ -529,7 +529,8 @@ class NoOutputDevice(AudioDeviceError):
 
     def __init__(self, reason: str):
         self.reason = reason
-        super().__init__(f"{reason}; use 'downbeat render PROFILE -o out.wav' to make a track instead")
+        super().__init__(f"{reason}; use 'downbeat render PROFILE -o out.wav' to make a track instead "
+                         "('downbeat doctor' says what to install or start)")
 
 
 def find_device(name: str | None):

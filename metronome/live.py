@@ -107,7 +107,7 @@ def _strip_resume_args(argv):
 
 def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocksize=0, duration=None, quiet=False,
              base_cadence=None, samplerate=48000, upper_cap=1.08, volume_db=0.0, ceiling_db=-6.0, accent_every=4,
-             no_cues=False, voice_pack=None, reconnect=False, status_stream=None, on_ready=None, resume_at=None):
+             flat_pace=None, no_cues=False, voice_pack=None, reconnect=False, status_stream=None, on_ready=None, resume_at=None):
     """Play a profile and/or a live sensor feed until the profile ends, ``duration`` passes or Ctrl-C.
 
     Returns a summary dict (also printed by the CLI).
@@ -121,7 +121,7 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
 
         parse_sensor_url(sensor, listen_any=listen_any)  # bad input (exit 2) before device problems (exit 1)
     dev = find_device(device)  # fail fast, before any slow preparation
-    prof = load_profile(profile) if profile else None
+    prof = load_profile(profile, flat_pace=flat_pace) if profile else None
     base = base_cadence if base_cadence is not None else ((prof.base_cadence_spm if prof else None) or 170.0)
     ts = TempoSettings(base_cadence_spm=float(base), upper_cap=float(upper_cap))
     warnings = []
@@ -208,7 +208,10 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
                 if not engine.request_cue(*requests[ri]):
                     break
                 ri += 1
-            next_cue_name = planned[ri].cue_id if ri < len(planned) else None
+            next_cue_name = None
+            if ri < len(planned):
+                eta_s = max(0.0, (planned[ri].start_sample - pos) / samplerate)
+                next_cue_name = f'"{planned[ri].text}" in {eta_s:.0f} s'
             if live_planner is not None:
                 st = feed.state()
                 target_now = float(engine.ctl[CT_TARGET_BPM])
@@ -217,7 +220,7 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
                                                cadence_spm=st.cadence_spm, target_cadence_spm=target_now,
                                                tempo_changing=abs(engine.current_bpm - target_now) > 0.05):
                     engine.request_cue(bank.index(req.clip_name), req.not_before_sample)
-                    next_cue_name = req.cue_id
+                    next_cue_name = f'"{req.text}" now'
             for ev in engine.drain_events():
                 if ev.kind == "beat":
                     summary["beats"] += 1

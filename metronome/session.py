@@ -25,10 +25,13 @@ class SessionPlan:
     warnings: tuple = field(default_factory=tuple)
 
 
-def load_profile(spec: str, **kwargs):
-    """Load a profile by path or bundled name (thin wrapper so the CLI imports one place)."""
+def load_profile(spec: str, flat_pace=None, **kwargs):
+    """Load a profile by path or bundled name; ``flat_pace`` is ``MM:SS`` per km (the ``--flat-pace`` flag)."""
     from profiles import load_profile as _load
+    from profiles.pace import parse_pace
 
+    if flat_pace is not None:
+        kwargs["flat_pace_s_per_km"] = parse_pace(flat_pace, "--flat-pace")
     return _load(spec, **kwargs)
 
 
