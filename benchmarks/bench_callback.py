@@ -37,7 +37,12 @@ from common import REPO, SAMPLERATE  # noqa: E402
 
 def child_main(seconds: float, blocksize: int) -> dict:
     """Play a constant 170 spm click on the JACK server named by ``JACK_DEFAULT_SERVER`` and time the callback."""
+    import faulthandler
+
     import numpy as np
+
+    # If PortAudio/JACK hangs (seen once on the loaded VM), say where before the parent's timeout kills us.
+    faulthandler.dump_traceback_later(seconds + 120.0, exit=True)
 
     from metronome import _kernels as K
     from metronome.engine import (TIMING_RING, Engine, EngineSettings, LivePlayer, find_device, freeze_kernels,
@@ -94,7 +99,11 @@ def run_case(period: int, seconds: float, loaded: bool, log=print) -> dict:
             server = srv.xruns_since(off)
             baseline = base.xruns_since(off_base)
     if r["rc"] != 0:
-        raise RuntimeError(f"callback child failed: {r['stderr'][-800:]}")
+        # Recorded, not raised: one hung run must not cost the other cases' numbers.
+        log(f"period {period} {'loaded' if loaded else 'idle'}: child failed (rc {r['rc']}, "
+            f"{r['wall_s']:.0f} s): {r['stderr'][-600:]}")
+        return {"period_frames": period, "loaded": loaded, "seconds": seconds, "error": r["stderr"][-2000:],
+                "rc": r["rc"], "server_log": server, "no_client_server_log": baseline}
     res = json.loads(r["stdout"].strip().splitlines()[-1])
     res.update(period_frames=period, period_ms=period / SAMPLERATE * 1e3, loaded=loaded, server_log=server,
                no_client_server_log=baseline)
@@ -119,7 +128,10 @@ def bench(periods=(64, 128, 256), seconds: float = 15.0, loads=(False, True), lo
     out = {"machine": common.machine_info(), "seconds": seconds, "cases": []}
     for p in periods:
         for loaded in loads:
-            out["cases"].append(run_case(p, seconds, loaded, log))
+            res = run_case(p, seconds, loaded, log)
+            if "error" in res:  # one retry: a hang has so far been a one-off of the shared VM
+                res = run_case(p, seconds, loaded, log)
+            out["cases"].append(res)
     return out
 
 

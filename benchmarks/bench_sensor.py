@@ -154,13 +154,21 @@ def trial(srv: common.JackServer, probe: Probe, hysteresis: bool = False, log=pr
     on = onsets(rec, ft, probe.period, start_cycle)
     iv = np.diff(on)
     nominal = 60.0 * SAMPLERATE / BASE_SPM
-    # Shorter by more than 20 samples (rounding is +-1; a skipped cycle or server xrun only *lengthens*).
-    short = np.flatnonzero((iv < nominal - 20) & (on[:-1] >= send_frame - int(nominal)))
+    # Shorter by more than 20 samples (rounding is +-1) for two intervals in a row: the slew keeps shortening
+    # them, while a late-detected onset (a cycle lost around an xrun) shortens one interval only.
+    cand = (iv < nominal - 20) & (on[:-1] >= send_frame - int(nominal))
+    short = np.flatnonzero(cand[:-1] & cand[1:])
     res = {"hysteresis": hysteresis, "period_frames": probe.period, "send_frame": int(send_frame),
            "onsets": int(on.size), "underflows": summary.get("underflows"),
            "sensor_counters": summary.get("sensor", {}).get("counters")}
     if short.size:
         i = int(short[0])
+        # An xrun can lengthen the first changed interval (a lost cycle adds a period) so that it is not seen as
+        # shorter.  The slew makes the j-th changed interval nominal * 0.996^j: if the first one seen is already
+        # j > 1 steps in, the decision was j - 1 beats earlier.
+        j = max(1, int(round(np.log(iv[i] / nominal) / np.log(1.0 - 0.004))))
+        res["beats_back_corrected"] = min(j - 1, i)
+        i -= min(j - 1, i)
         res.update(decision_ms=(on[i] - send_frame) / SAMPLERATE * 1e3,
                    audible_ms=(on[i + 1] - send_frame) / SAMPLERATE * 1e3,
                    first_changed_interval_samples=int(iv[i]), nominal_interval_samples=nominal,

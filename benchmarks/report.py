@@ -53,6 +53,10 @@ def callback_table(r) -> str:
     cases = r["cases"] + ([r["long_run"]] if "long_run" in r else [])
     for c in cases:
         s, b = c["server_log"], c["no_client_server_log"]
+        if "error" in c:
+            rows.append(f"| {c['period_frames']} | {'2 burners' if c['loaded'] else 'idle'} | {c['seconds']:.0f} s | "
+                        f"run failed (rc {c.get('rc')}) | | | | | | {s['timer_late']} / {b['timer_late']} | |")
+            continue
         rows.append(
             f"| {c['period_frames']} ({c['period_ms']:.2f} ms) | {'2 burners' if c['loaded'] else 'idle'} | "
             f"{c['seconds']:.0f} s | {c['callbacks']} | {c['median_ms'] * 1e3:.0f} µs ({c['median_pct']:.2f} %) | "

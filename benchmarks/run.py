@@ -96,7 +96,7 @@ def plot(path: str = PLOT_PATH) -> str | None:
     cb = load("callback")
     ax = axes[0, 1]
     if cb:
-        cases = cb["cases"] + ([cb["long_run"]] if "long_run" in cb else [])
+        cases = [c for c in cb["cases"] + ([cb["long_run"]] if "long_run" in cb else []) if "error" not in c]
         labels = [f"{c['period_frames']}{' load' if c['loaded'] else ''}{' 10min' if c['seconds'] >= 600 else ''}"
                   for c in cases]
         x = np.arange(len(cases))
