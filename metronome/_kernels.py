@@ -473,3 +473,23 @@ def pa_callback():
     if _PA_CALLBACK is None:
         _PA_CALLBACK = cfunc(PA_CALLBACK_SIG, nopython=True, cache=True)(_pa_callback)
     return _PA_CALLBACK
+
+
+@njit(cache=True, nogil=True)
+def _to_pcm16_flat(src, dst):
+    # Clamp first, then floor: floor is monotonic, so this equals floor-then-clip, and the branch-free loop
+    # vectorizes (min/max/roundps) instead of taking a branch per sample.
+    scale = np.float32(32768.0)
+    lo = np.float32(-32768.0)
+    hi = np.float32(32767.0)
+    for i in range(src.shape[0]):
+        v = min(max(src[i] * scale, lo), hi)
+        dst[i] = np.int16(math.floor(v))
+
+
+def to_pcm16(src, dst):
+    """float32 [frames, ch] -> int16 exactly as libsndfile (1.2) converts for PCM_16: ``floor(x * 32768)``,
+    clipped.  Doing it here lets the renderer hand libsndfile ready-made shorts (its own float->short path was
+    the render bottleneck, see benchmarks/README.md); tests check the bytes are identical.  Both arrays must be
+    C-contiguous (they are viewed flat)."""
+    _to_pcm16_flat(src.reshape(-1), dst.reshape(-1))

@@ -102,7 +102,8 @@ def _plan(profile_spec, base_cadence, samplerate, upper_cap, volume_db, ceiling_
               help="Output file: .wav, .flac or .ogg.")
 @click.option("--events", "events", type=click.Path(dir_okay=False), default=None,
               help="CSV of every scheduled event: kind, sample, time_s, bpm, clip.")
-@click.option("--blocksize", type=int, default=8192, show_default=True)
+@click.option("--blocksize", type=int, default=65536, show_default=True,
+              help="Frames per kernel call (the output is bit-identical for any value).")
 @click.option("--channels", type=int, default=2, show_default=True)
 @click.option("--subtype", default=None, help="PCM_16 (default), PCM_24, FLOAT (WAV), VORBIS (OGG).")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
@@ -175,7 +176,7 @@ def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_jso
                 profile = "demo-descent"
             click.echo(f"downbeat: {exc.reason}; rendering {profile} to {fallback_render} instead", err=True)
             ctx = click.get_current_context()
-            ctx.invoke(render, profile=profile, out=fallback_render, events=None, blocksize=8192, channels=2,
+            ctx.invoke(render, profile=profile, out=fallback_render, events=None, blocksize=65536, channels=2,
                        subtype=None, quiet=quiet, as_json=as_json, base_cadence=base_cadence, samplerate=samplerate,
                        upper_cap=upper_cap, volume_db=volume_db, ceiling_db=ceiling_db, accent_every=accent_every,
                        flat_pace=flat_pace, no_cues=no_cues, voice_pack=voice_pack)
@@ -282,7 +283,9 @@ def main(argv=None):
         click.echo(f"{cmd}: error: {msg}", err=True)
         sys.exit(2)
     except DownbeatError as exc:
-        click.echo(f"downbeat: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", err=True)
+        # One line, always: a file name or value may itself hold a newline.
+        msg = " ".join(str(exc).split("\n")).replace("\r", " ") if str(exc) else type(exc).__name__
+        click.echo(f"downbeat: error: {msg}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("downbeat: interrupted", err=True)

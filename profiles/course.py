@@ -88,7 +88,9 @@ class _Ctx:
     def check_keys(self, mapping: dict, allowed: set, where: str):
         for key in mapping:
             if key not in allowed:
-                self.fail(f"{where}{key}" if where else str(key),
+                # A key is user data: control characters (\r, \n) must not break the one-line message.
+                name = key if isinstance(key, str) and key.isprintable() and key.strip() else _short(key)
+                self.fail(f"{where}{name}" if where else str(name),
                           f"unknown field (expected one of: {', '.join(sorted(allowed))})")
 
 

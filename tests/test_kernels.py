@@ -216,3 +216,20 @@ def test_seek_resumes_exactly_where_an_uninterrupted_session_would_be():
         first = int(beats[np.searchsorted(beats, p)])
         assert np.array_equal(part[first - p:], whole[first:])
         assert not part[:first - p].any()
+
+
+def test_pcm16_conversion_is_byte_identical_to_libsndfile(tmp_path):
+    """The renderer converts to PCM_16 itself; the file must be exactly what libsndfile writes from floats."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(7)
+    edges = np.array([0.0, -0.0, 1e-9, -1e-9, 0.5 / 32768, -0.5 / 32768, 1.5 / 32768, -1.5 / 32768, 0.999969,
+                      -1.0, 1.0, 0.5011872, -0.5011872, 2.0, -2.0], dtype=np.float32)
+    x = np.concatenate([edges, rng.uniform(-1.05, 1.05, 20000).astype(np.float32),
+                        (rng.integers(-32768, 32767, 5000) / 32768.0).astype(np.float32)])
+    x = np.stack([x, x[::-1]], axis=1).copy()
+    ours = np.zeros(x.shape, np.int16)
+    K.to_pcm16(x, ours)
+    sf.write(tmp_path / "lib.wav", x, SR, subtype="PCM_16")
+    sf.write(tmp_path / "ours.wav", ours, SR, subtype="PCM_16")
+    assert (tmp_path / "lib.wav").read_bytes() == (tmp_path / "ours.wav").read_bytes()
