@@ -3,9 +3,11 @@
 Layers (stumpy style): :mod:`metronome._kernels` (numba, arrays in/out) <- this driver (allocation, threads,
 files, devices) <- :mod:`metronome.session` / :mod:`metronome.cli` (public API).
 
-Real-time contract of :meth:`Engine.process`, the body of the PortAudio callback: one numba call over arrays
-allocated in ``__init__``; no allocation proportional to the block, no locks, no I/O, no logging, no JIT (the
-dispatcher is warmed and then frozen with ``disable_compile`` before a stream opens).
+Real-time contract: the PortAudio callback is :func:`metronome._kernels.pa_callback`, a compiled C function
+(numba ``cfunc``) that views the arrays allocated in :class:`Engine` through a pointer table and runs the same
+:func:`~metronome._kernels.process_block` that :meth:`Engine.process` runs offline.  It allocates nothing, takes
+no lock (not even the GIL), does no I/O or logging and never compiles: every kernel is compiled or loaded from the
+numba cache by :func:`warm_kernels` before a stream opens.
 """
 
 from __future__ import annotations
@@ -277,7 +279,7 @@ class Engine:
 
     # -- audio thread -----------------------------------------------------------------------------------------
     def process(self, out: np.ndarray) -> None:
-        """Fill ``out`` (float32 [frames, channels]). Real-time safe once warmed."""
+        """Fill ``out`` (float32 [frames, channels]) through the kernel the live callback runs (offline renders)."""
         K.process_block(out, *self._args)
 
     # -- control (one writer: the thread that owns the session) ----------------------------------------------
@@ -575,17 +577,6 @@ def any_stream_wedged() -> bool:
     return bool(_WEDGED_STREAMS)
 
 
-def reinitialize_portaudio() -> None:
-    """Drop PortAudio's device list and scan again (a restarted JACK/Pulse server is a new device)."""
-    import sounddevice as sd
-
-    try:
-        sd._terminate()
-    except Exception:
-        pass
-    sd._initialize()
-
-
 class LivePlayer:
     """A PortAudio output stream whose callback is the compiled C function :func:`metronome._kernels.pa_callback`.
 
@@ -623,11 +614,6 @@ class LivePlayer:
         self.stream = None
         self.lost = False  # set by the owner when the device/server is gone
         self.wedged = False
-
-    @property
-    def xruns(self):
-        """[output underflows, callbacks] (compatibility view of :attr:`stats`)."""
-        return self.stats[:2]
 
     def start(self):
         import sounddevice as sd
