@@ -14,7 +14,7 @@ import time
 
 from ._kernels import CT_TARGET_BPM
 from .engine import Engine, EngineSettings, LivePlayer, click_bank, find_device, freeze_kernels, warm_kernels
-from .errors import AudioDeviceError, InputError
+from .errors import AudioDeviceError
 from .tempo import TempoMap, TempoSettings
 
 CUE_LOOKAHEAD_S = 5.0
@@ -35,11 +35,13 @@ def _live_cues(samplerate, es, bank, voice_pack):
     from cues.planner import LivePlanner
     from cues.voice import VoiceBank
 
+    from cues.voice import VoiceUnavailableError
+
+    library = load_library()
     try:
-        library = load_library()
         voices = VoiceBank(library, samplerate, pack_dir=voice_pack)
         clips = voices.clips()
-    except InputError as exc:
+    except VoiceUnavailableError as exc:  # no speech engine: clicks only (a bad voice pack is still exit 2)
         return None, bank, f"cues disabled: {exc}"
     from cues.planner import clip_name
 
@@ -107,7 +109,8 @@ def _strip_resume_args(argv):
 
 def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocksize=0, duration=None, quiet=False,
              base_cadence=None, samplerate=48000, upper_cap=1.08, volume_db=0.0, ceiling_db=-6.0, accent_every=4,
-             flat_pace=None, no_cues=False, voice_pack=None, reconnect=False, status_stream=None, on_ready=None, resume_at=None):
+             flat_pace=None, no_cues=False, voice_pack=None, reconnect=False, status_stream=None, on_ready=None,
+             resume_at=None):
     """Play a profile and/or a live sensor feed until the profile ends, ``duration`` passes or Ctrl-C.
 
     Returns a summary dict (also printed by the CLI).
@@ -116,17 +119,18 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
 
     es = EngineSettings(samplerate=samplerate, channels=2, ceiling_dbfs=ceiling_db, volume_db=volume_db,
                         accent_every=accent_every)
+    spec = None
     if sensor is not None:
         from .sensors import parse_sensor_url
 
-        parse_sensor_url(sensor, listen_any=listen_any)  # bad input (exit 2) before device problems (exit 1)
+        spec = parse_sensor_url(sensor, listen_any=listen_any)  # bad input (exit 2) before device problems (exit 1)
     dev = find_device(device)  # fail fast, before any slow preparation
     prof = load_profile(profile, flat_pace=flat_pace) if profile else None
     base = base_cadence if base_cadence is not None else ((prof.base_cadence_spm if prof else None) or 170.0)
     ts = TempoSettings(base_cadence_spm=float(base), upper_cap=float(upper_cap))
     warnings = []
     if prof is not None:
-        plan = plan_session(prof, ts, es, cues=not no_cues, voice_pack=voice_pack)
+        plan = plan_session(prof, ts, es, cues=not no_cues and sensor is None, voice_pack=voice_pack)
         tm, bank, requests, planned = plan.tempo_map, plan.bank, list(plan.cue_requests), list(plan.planned_cues)
         warnings += list(plan.warnings)
     else:
@@ -134,16 +138,18 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
         tm = TempoMap.constant(base, samplerate, span)
         bank, requests, planned = click_bank(samplerate, settings=es), [], []
     live_planner = None
-    if sensor is not None and not no_cues:
-        # Live feed: every phrasing goes into the bank, and the live planner picks cues as terrain arrives.
-        live_planner, bank, warn = _live_cues(samplerate, es, bank, voice_pack)
-        if warn:
-            warnings.append(warn)
+    if sensor is not None:
+        # With a live feed the runner's position on a profile is not known from the clock, so the profile's
+        # time-based cue plan is not used: the live planner picks cues from the terrain as it arrives.
+        requests, planned = [], []
+        if not no_cues:
+            live_planner, bank, warn = _live_cues(samplerate, es, bank, voice_pack)
+            if warn:
+                warnings.append(warn)
     feed = None
     if sensor is not None:
-        from .sensors import SensorFeed, parse_sensor_url
+        from .sensors import SensorFeed
 
-        spec = parse_sensor_url(sensor, listen_any=listen_any)
         engine = Engine(tm, es, bank, live=True, max_change_per_beat=ts.max_change_per_beat,
                         min_bpm=ts.min_bpm, max_bpm=ts.max_bpm)
         fallback = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .engine import ClipBank, EngineSettings, click_bank
-from .errors import InputError
 from .tempo import TempoMap, TempoSettings, tempo_map_from_profile
 
 DEFAULT_PROFILE = "demo-descent"
@@ -50,17 +49,16 @@ def plan_session(profile, tempo_settings: TempoSettings | None = None,
     warnings = []
     cue_clips, requests, planned = [], [], []
     if cues:
+        from cues.session import plan_profile_cues
+        from cues.voice import VoiceUnavailableError
+
         try:
-            from cues.session import plan_profile_cues
-        except ImportError:  # the cue package is optional at this layer
-            plan_profile_cues = None
-        if plan_profile_cues is not None:
-            try:
-                cue_clips, planned = plan_profile_cues(profile, tm, engine_settings.samplerate,
-                                                       voice_pack=voice_pack)
-            except InputError as exc:
-                warnings.append(f"cues disabled: {exc}")
-                cue_clips, planned = [], []
+            cue_clips, planned = plan_profile_cues(profile, tm, engine_settings.samplerate, voice_pack=voice_pack)
+        except VoiceUnavailableError as exc:
+            # No speech engine: the runner still gets the metronome.  (A bad voice pack or library is bad input
+            # and propagates: exit 2.)
+            warnings.append(f"cues disabled: {exc}")
+            cue_clips, planned = [], []
     bank = click_bank(engine_settings.samplerate, cue_clips, engine_settings)
     planned = sorted(planned, key=lambda c: c.start_sample)  # the kernel's ring is served in time order
     for cue in planned:

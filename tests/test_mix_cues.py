@@ -116,3 +116,16 @@ def test_missing_espeak_gives_clear_message_and_clicks_still_play(tmp_path):
         kinds = [row["kind"] for row in csv.DictReader(f)]
     assert "cue" not in kinds and kinds.count("beat") > 100
     assert np.abs(sf.read(out)[0]).max() > 0.1
+
+
+def test_bad_voice_pack_is_bad_input_not_a_silent_fallback(tmp_path):
+    """Only a missing speech engine degrades to clicks only; a broken voice pack is the user's input: exit 2."""
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    (pack / "manifest.yaml").write_text("cues: {lean_forward: ../../etc/passwd.wav}\n")
+    out = tmp_path / "o.wav"
+    r = subprocess.run([sys.executable, "-m", "metronome.cli", "render", "demo-descent", "-o", str(out),
+                        "--voice-pack", str(pack), "--quiet"], capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "manifest.yaml" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()
