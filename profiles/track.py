@@ -178,8 +178,9 @@ def profile_from_track(raw: RawTrack, *, name: str, source: str, display: str, f
     grid = G.regular_grid(total)
     ele_grid = np.interp(grid, d_u, ele[first])
 
+    noise_m = G.elevation_noise_m(ele[first])
     if smoothing_m is None:
-        noisy = G.elevation_noise_m(ele[first]) > G.NOISY_ELEVATION_M
+        noisy = noise_m > G.NOISY_ELEVATION_M
         smoothing_m = G.SMOOTHING_NOISY_M if noisy else G.SMOOTHING_DEFAULT_M
     elif not (np.isfinite(smoothing_m) and 0 <= smoothing_m <= 2000):
         raise ProfileError(f"{display}: smoothing_m: {smoothing_m!r} is outside 0..2000 m")
@@ -218,6 +219,6 @@ def profile_from_track(raw: RawTrack, *, name: str, source: str, display: str, f
     try:
         return Profile(name=name, source=source, kind=kind, distance_m=grid, elevation_m=ele_grid,
                        grade_pct=grade_pct, time_s=time_s, speed_mps=speed, base_cadence_spm=base_cadence_spm,
-                       recorded_cadence_spm=cadence, notes=tuple(notes))
+                       recorded_cadence_spm=cadence, notes=tuple(notes), elevation_noise_m=noise_m)
     except ValueError as exc:  # the contract's own checks: report them like any other input problem
         raise ProfileError(f"{display}: {exc}") from None
