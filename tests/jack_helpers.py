@@ -37,3 +37,18 @@ def clicks_equal(rec, rec_onsets, ref, ref_onsets, length=600, atol=2e-6):
         if not np.allclose(rec[a:a + length], ref[b:b + length], atol=atol, rtol=0):
             return False
     return True
+
+
+def assert_underflows_explained(underflows, log_lines):
+    """Every underflow PortAudio reported must be an xrun the JACK server logged in the same window.
+
+    On this kind of VM the server logs late cycles with no fault of the client's ("JackTimedDriver::Process XRun",
+    or "client = ... was not finished, state = Triggered": the thread had not even been scheduled), while the
+    callback's own compute time (asserted separately by the callers) is microseconds.  So: with no server xrun
+    logged, there must be no underflow at all; otherwise no more underflows than logged xrun lines.
+    """
+    xruns = [ln for ln in log_lines if "XRun" in ln]
+    if not xruns:
+        assert underflows == 0, f"{underflows} underflows while the server logged no xrun"
+    else:
+        assert underflows <= len(xruns), (underflows, len(xruns))

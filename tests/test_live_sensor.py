@@ -5,7 +5,6 @@ inside its bounds; the recording matches the kernel's own beat log."""
 
 import json
 import math
-import os
 import socket
 import subprocess
 import time
@@ -20,7 +19,7 @@ from metronome.sensors import SensorFeed, parse_sensor_url
 from metronome.tempo import TempoMap, TempoSettings, target_cadence
 
 import naive
-from jack_helpers import match_intervals
+from jack_helpers import assert_underflows_explained, match_intervals
 from test_play_jack import jack_log_since, jack_log_size, jack_ports, require_jack
 
 SR = 48000
@@ -119,14 +118,13 @@ def test_grade_step_over_udp_reaches_the_beats_within_a_block_plus_a_beat_at_the
 
 
 def _check_underflows(stats, log_offset):
-    """Zero underflows whenever the server itself kept time (see test_play_jack for why)."""
+    """Our callback stays far inside its period; underflows only where the server logged an xrun."""
+    # p99, not max: wall time inside the callback includes preemption by higher-priority work (the flood's softirq).
+    assert stats["p99_s"] < 0.1 * stats["median_frames"] / SR, stats
     if log_offset is None:
         assert stats["underflows"] == 0
         return
-    lines = jack_log_since(log_offset)
-    if not any("JackTimedDriver::Process XRun" in ln for ln in lines):
-        assert stats["underflows"] == 0
-        assert not [ln for ln in lines if "client = PortAudio" in ln]
+    assert_underflows_explained(stats["underflows"], jack_log_since(log_offset))
 
 
 def test_faults_leave_the_session_playing_in_bounds_then_dropout_falls_back():

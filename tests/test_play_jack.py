@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 import naive
-from jack_helpers import clicks_equal, match_intervals
+from jack_helpers import assert_underflows_explained, clicks_equal, match_intervals
 
 SR = 48000
 
@@ -106,17 +106,10 @@ def test_play_10s_on_jack_records_the_rendered_click_pattern(tmp_path):
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["played_s"] >= 13.9
     # Our callback's own time stays far inside the period (128 frames = 2.67 ms).
-    assert summary["callback_max_ms"] < 0.5 * 128 / SR * 1e3, summary
-    # PortAudio's underflow flag also fires for server-wide xruns: the dummy driver's timer waking late on a loaded
-    # VM ("JackTimedDriver::Process XRun", logged even with no client connected).  When the server kept time,
-    # there must be no underflow at all and JACK must never have blamed our client.
-    server_late = None
+    assert summary["callback_p99_ms"] < 0.1 * 128 / SR * 1e3, summary  # p99: max includes preemption
+    # PortAudio's underflow flag also fires for the server's own late cycles on a loaded VM (see jack_helpers).
     if log_offset is not None:
-        lines = jack_log_since(log_offset)
-        server_late = sum("JackTimedDriver::Process XRun" in ln for ln in lines)
-        if server_late == 0:
-            assert summary["underflows"] == 0
-            assert not [ln for ln in lines if "client = PortAudio" in ln]
+        assert_underflows_explained(summary["underflows"], jack_log_since(log_offset))
     elif summary["underflows"]:
         pytest.fail(f"{summary['underflows']} underflows (no server log to attribute them)")
     x, sr = sf.read(rec_path, dtype="float64")
