@@ -110,8 +110,11 @@ def test_grade_step_over_udp_reaches_the_beats_within_a_block_plus_a_beat_at_the
     on = naive.onsets(x)
     on = on[on > 0]
     assert len(on) >= 20
-    shift, exact, dropped = match_intervals(on, samples, block)
-    assert exact >= 0.5 * (len(on) - 1), (exact, dropped)  # the rest: recorder-lost periods
+    lines = jack_log_since(log_offset) if log_offset is not None else []
+    shift, exact, off = match_intervals(on, samples, block, allow_longer=log_offset is not None)
+    assert exact >= 0.5 * (len(on) - 1), (exact, off)
+    if off:  # each whole-period difference is a cycle the server logged as an xrun
+        assert off <= sum("XRun" in ln for ln in lines), (off, lines[-5:])
     # The step is in the recording: some recorded intervals are the ramp's (shorter than at 170 spm).
     assert np.any(np.diff(on) < round(60.0 * SR / 170.0) - 30)
     _check_underflows(stats, log_offset)
