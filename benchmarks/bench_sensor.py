@@ -50,29 +50,11 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
-class Probe:
-    """A JACK client recording one input port with each cycle's frame time (preallocated, no allocation in the
-    process callback beyond what CFFI does)."""
+class Probe(common.JackRecorder):
+    """The shared JACK recorder (frame time of every cycle), plus waiting for Downbeat's output port."""
 
     def __init__(self, seconds_max: float = 60.0):
-        import jack
-
-        self.client = jack.Client("dbsensorprobe", no_start_server=True)
-        self.period = self.client.blocksize
-        n = int(seconds_max * SAMPLERATE / self.period) + 16
-        self.rec = np.zeros((n, self.period), dtype=np.float32)
-        self.frame_time = np.zeros(n, dtype=np.int64)
-        self.n = np.zeros(1, dtype=np.int64)
-        self.port = self.client.inports.register("in")
-        self.client.set_process_callback(self._process)
-        self.client.activate()
-
-    def _process(self, frames):
-        k = self.n[0]
-        if k < self.rec.shape[0]:
-            self.rec[k, :frames] = self.port.get_array()
-            self.frame_time[k] = self.client.last_frame_time
-            self.n[0] = k + 1
+        super().__init__("dbsensorprobe", seconds_max)
 
     def wait_port(self, proc, timeout_s: float = 60.0) -> str:
         deadline = time.time() + timeout_s
@@ -86,9 +68,6 @@ class Probe:
             time.sleep(0.01)
         raise RuntimeError("downbeat's JACK port never appeared")
 
-    def close(self):
-        self.client.deactivate()
-        self.client.close()
 
 
 def onsets(rec, frame_time, period, from_cycle):

@@ -126,40 +126,12 @@ def render_once(cache_dir: str, tmp: str) -> dict:
     return res
 
 
-class WallProbe:
-    """A JACK client recording its input with the wall clock (``time.monotonic``) of every cycle."""
-
-    def __init__(self, seconds_max: float = 30.0):
-        import jack
-
-        self.client = jack.Client("dbstartprobe", no_start_server=True)
-        self.period = self.client.blocksize
-        n = int(seconds_max * SAMPLERATE / self.period) + 16
-        self.rec = np.zeros((n, self.period), dtype=np.float32)
-        self.wall = np.zeros(n, dtype=np.float64)
-        self.n = np.zeros(1, dtype=np.int64)
-        self.port = self.client.inports.register("in")
-        self.client.set_process_callback(self._process)
-        self.client.activate()
-
-    def _process(self, frames):
-        k = self.n[0]
-        if k < self.rec.shape[0]:
-            self.wall[k] = time.monotonic()
-            self.rec[k, :frames] = self.port.get_array()
-            self.n[0] = k + 1
-
-    def close(self):
-        self.client.deactivate()
-        self.client.close()
-
-
 def bench(cold: int = 1, warm: int = 2, log=print) -> dict:
     out = {"machine": common.machine_info(), "play": [], "render": []}
     with tempfile.TemporaryDirectory(prefix="dbbench-start-") as tmp:
         with common.JackServer(128, name=f"dbstart{os.getpid()}") as srv:
             os.environ["JACK_DEFAULT_SERVER"] = srv.name
-            probe = WallProbe()
+            probe = common.JackRecorder("dbstartprobe", seconds_max=30.0)  # uses .wall per cycle
             try:
                 for c in range(cold):
                     cache = tempfile.mkdtemp(prefix="numba-cache-", dir=tmp)

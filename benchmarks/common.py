@@ -310,3 +310,38 @@ def percentiles_ms(durations_s, period_s: float) -> dict:
         out[f"{k}_ms"] = v * 1e3
         out[f"{k}_pct"] = 100.0 * v / period_s
     return out
+
+
+class JackRecorder:
+    """A JACK client recording one input port, stamping every cycle with its JACK frame time and the wall clock.
+
+    Everything is preallocated for ``seconds_max``; the process callback only copies the port buffer and two
+    stamps (no allocation beyond what CFFI does).  ``n[0]`` is the number of cycles recorded so far.
+    """
+
+    def __init__(self, name: str, seconds_max: float = 60.0):
+        import jack
+        import numpy as np  # lazily, like the rest of this module
+
+        self.client = jack.Client(name, no_start_server=True)
+        self.period = self.client.blocksize
+        n = int(seconds_max * SAMPLERATE / self.period) + 16
+        self.rec = np.zeros((n, self.period), dtype=np.float32)
+        self.frame_time = np.zeros(n, dtype=np.int64)
+        self.wall = np.zeros(n, dtype=np.float64)
+        self.n = np.zeros(1, dtype=np.int64)
+        self.port = self.client.inports.register("in")
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def _process(self, frames):
+        k = self.n[0]
+        if k < self.rec.shape[0]:
+            self.wall[k] = time.monotonic()
+            self.rec[k, :frames] = self.port.get_array()
+            self.frame_time[k] = self.client.last_frame_time
+            self.n[0] = k + 1
+
+    def close(self):
+        self.client.deactivate()
+        self.client.close()
