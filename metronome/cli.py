@@ -52,13 +52,6 @@ def cli(ctx):
         click.echo(GUIDE.format(bundled=_bundled()), nl=False)
 
 
-def _tempo_settings(profile, base_cadence, upper_cap):
-    from .tempo import TempoSettings
-
-    base = base_cadence if base_cadence is not None else (profile.base_cadence_spm or 170.0)
-    return TempoSettings(base_cadence_spm=float(base), upper_cap=float(upper_cap))
-
-
 _common = [
     click.option("--base-cadence", type=float, default=None, metavar="SPM",
                  help="Your cadence on the flat, steps per minute (default: the profile's, else 170)."),
@@ -84,12 +77,12 @@ def common_options(f):
 def _plan(profile_spec, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues,
           voice_pack, channels=2, flat_pace=None):
     from .engine import EngineSettings
-    from .session import load_profile, plan_session
+    from .session import load_profile, plan_session, tempo_settings_for
 
     profile = load_profile(profile_spec, flat_pace=flat_pace)
     es = EngineSettings(samplerate=samplerate, channels=channels, ceiling_dbfs=ceiling_db, volume_db=volume_db,
                         accent_every=accent_every)
-    plan = plan_session(profile, _tempo_settings(profile, base_cadence, upper_cap), es, cues=not no_cues,
+    plan = plan_session(profile, tempo_settings_for(profile, base_cadence, upper_cap), es, cues=not no_cues,
                         voice_pack=voice_pack)
     for w in plan.warnings:
         click.echo(f"downbeat: warning: {w}", err=True)

@@ -12,6 +12,7 @@ numba cache by :func:`warm_kernels` before a stream opens.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
@@ -302,6 +303,19 @@ class Engine:
         self.cue_idx[0] = w + 1  # publish after the row is complete
         return True
 
+    def queue_cues(self, requests, start: int, until_sample: int) -> int:
+        """Queue ``requests[start:]`` (``(clip, sample)``, in time order) whose sample is before ``until_sample``.
+
+        Stops early if the ring is full (the rest wait for the next call).  Returns the index of the first request
+        not yet queued.  Render and live play both feed the ring this way, a block or a few seconds ahead.
+        """
+        i = start
+        while i < len(requests) and requests[i][1] < until_sample:
+            if not self.request_cue(*requests[i]):
+                break
+            i += 1
+        return i
+
     def set_target_bpm(self, bpm: float) -> None:
         self.ctl[K.CT_TARGET_BPM] = bpm
 
@@ -477,7 +491,7 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
         pcm = np.zeros((blocksize, settings.channels), dtype=np.int16) if sub == "PCM_16" else None
         with sf.SoundFile(outs[0].tmp, "w", samplerate=settings.samplerate, channels=settings.channels,
                           format=fmt, subtype=sub) as f, \
-                (open(outs[1].tmp, "w", newline="") if events_path else _NullFile()) as ef:
+                (open(outs[1].tmp, "w", newline="") if events_path else contextlib.nullcontext()) as ef:
             writer = csv.writer(ef) if events_path else None
             if writer:
                 writer.writerow(["kind", "sample", "time_s", "bpm", "clip"])
@@ -486,10 +500,7 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
             while done < total:
                 n = min(blocksize, total - done)
                 # Queue every cue that could start in this block (it waits in the ring for its beat otherwise).
-                while ri < len(requests) and requests[ri][1] < done + n:
-                    if not engine.request_cue(*requests[ri]):
-                        break
-                    ri += 1
+                ri = engine.queue_cues(requests, ri, done + n)
                 view = buf[:n]
                 engine.process(view)
                 if pcm is not None:
@@ -519,14 +530,6 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
         raise
     return RenderResult(out_path, total, beats, cues, dropped, engine.peak, time.perf_counter() - t0,
                         events_path, kept)
-
-
-class _NullFile:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 # ------------------------------------------------------------------------------------------------------------------

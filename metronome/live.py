@@ -15,7 +15,7 @@ import time
 from ._kernels import CT_TARGET_BPM
 from .engine import Engine, EngineSettings, LivePlayer, click_bank, find_device, freeze_kernels, warm_kernels
 from .errors import AudioDeviceError
-from .tempo import TempoMap, TempoSettings
+from .tempo import TempoMap
 
 CUE_LOOKAHEAD_S = 5.0
 POLL_S = 0.1
@@ -115,7 +115,7 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
 
     Returns a summary dict (also printed by the CLI).
     """
-    from .session import load_profile, plan_session
+    from .session import load_profile, plan_session, tempo_settings_for
 
     es = EngineSettings(samplerate=samplerate, channels=2, ceiling_dbfs=ceiling_db, volume_db=volume_db,
                         accent_every=accent_every)
@@ -126,8 +126,8 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
         spec = parse_sensor_url(sensor, listen_any=listen_any)  # bad input (exit 2) before device problems (exit 1)
     dev = find_device(device)  # fail fast, before any slow preparation
     prof = load_profile(profile, flat_pace=flat_pace) if profile else None
-    base = base_cadence if base_cadence is not None else ((prof.base_cadence_spm if prof else None) or 170.0)
-    ts = TempoSettings(base_cadence_spm=float(base), upper_cap=float(upper_cap))
+    ts = tempo_settings_for(prof, base_cadence, upper_cap)
+    base = ts.base_cadence_spm
     warnings = []
     if prof is not None:
         plan = plan_session(prof, ts, es, cues=not no_cues and sensor is None, voice_pack=voice_pack)
@@ -210,10 +210,7 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
         while True:
             pos = engine.position
             # Cue requests a few seconds ahead: the kernel starts each on its beat, sample-exact.
-            while ri < len(requests) and requests[ri][1] < pos + CUE_LOOKAHEAD_S * samplerate:
-                if not engine.request_cue(*requests[ri]):
-                    break
-                ri += 1
+            ri = engine.queue_cues(requests, ri, pos + CUE_LOOKAHEAD_S * samplerate)
             next_cue_name = None
             if ri < len(planned):
                 eta_s = max(0.0, (planned[ri].start_sample - pos) / samplerate)

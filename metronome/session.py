@@ -34,6 +34,14 @@ def load_profile(spec: str, flat_pace=None, **kwargs):
     return _load(spec, **kwargs)
 
 
+def tempo_settings_for(profile, base_cadence=None, upper_cap: float = 1.08) -> TempoSettings:
+    """Tempo settings of a session: ``--base-cadence`` if given, else the profile's own, else the default."""
+    base = base_cadence
+    if base is None:
+        base = (profile.base_cadence_spm if profile is not None else None) or TempoSettings.base_cadence_spm
+    return TempoSettings(base_cadence_spm=float(base), upper_cap=float(upper_cap))
+
+
 def plan_session(profile, tempo_settings: TempoSettings | None = None,
                  engine_settings: EngineSettings = EngineSettings(), *, cues: bool = True,
                  voice_pack: str | None = None) -> SessionPlan:
@@ -43,8 +51,7 @@ def plan_session(profile, tempo_settings: TempoSettings | None = None,
     ``warnings`` for the CLI to print.
     """
     if tempo_settings is None:
-        base = profile.base_cadence_spm or TempoSettings.base_cadence_spm
-        tempo_settings = TempoSettings(base_cadence_spm=base)
+        tempo_settings = tempo_settings_for(profile)
     tm = tempo_map_from_profile(profile, tempo_settings, engine_settings.samplerate)
     warnings = []
     cue_clips, requests, planned = [], [], []

@@ -12,6 +12,7 @@ import click
 import numpy as np
 
 from metronome.errors import InputError
+from metronome.session import tempo_settings_for
 from metronome.tempo import TempoSettings
 
 from . import pace
@@ -122,10 +123,9 @@ def show(profile_spec, png, base_cadence, flat_pace, no_cues, voice_pack, quiet,
     """
     flat = pace.parse_pace(flat_pace) if flat_pace is not None else None
     prof = load_profile(profile_spec, flat_pace_s_per_km=flat)
-    base = base_cadence if base_cadence is not None else (prof.base_cadence_spm or 170.0)
-    if not np.isfinite(base):
+    if base_cadence is not None and not np.isfinite(base_cadence):
         raise InputError(f"--base-cadence: {base_cadence!r} is not a number")
-    settings = TempoSettings(base_cadence_spm=float(base))
+    settings = tempo_settings_for(prof, base_cadence)
     summary = summarize(prof, settings)
     cues, warnings = ([], []) if no_cues else cue_timeline(prof, settings, voice_pack=voice_pack)
     for w in warnings:
