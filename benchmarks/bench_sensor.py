@@ -164,10 +164,6 @@ def trial(srv: common.JackServer, probe: Probe, hysteresis: bool = False, log=pr
 
 def bench(trials: int = 5, hysteresis: bool = False, period: int = 128, log=print) -> dict:
     out = {"machine": common.machine_info(), "base_spm": BASE_SPM, "grade_step_pct": -10.0, "trials": []}
-    if not os.path.exists(os.path.join(REPO, "metronome", "sensors.py")):
-        out["skipped"] = "metronome/sensors.py is not there yet"
-        log(out["skipped"])
-        return out
     with common.JackServer(period, name=f"dbsens{os.getpid()}p{period}") as srv:
         os.environ["JACK_DEFAULT_SERVER"] = srv.name  # the probe lives in this process
         probe = Probe(seconds_max=60.0)

@@ -6,10 +6,30 @@ python-soundfile's ``Invalid format: 'x'``, e.g. ``course.yaml: segments[2].grad
 """
 
 
+#: Longest message an error carries.  Messages quote the bad value; a value can be megabytes (a garbage CSV header,
+#: a binary file read as text), and a 12 MB "one-line" error is no message at all.  Callers quote values through
+#: ``safeyaml.short``; this cap is the net under every message.
+MAX_MESSAGE_CHARS = 600
+
+
+def cap_message(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` cut in the middle to at most ``limit`` characters (the file name at the start and the problem at
+    the end are what a reader needs)."""
+    if len(text) <= limit:
+        return text
+    keep = (limit - 5) // 2
+    return f"{text[:keep]} ... {text[-keep:]}"
+
+
 class DownbeatError(Exception):
-    """Base class of every error Downbeat raises on purpose."""
+    """Base class of every error Downbeat raises on purpose.  The message is capped (:func:`cap_message`)."""
 
     exit_code = 1
+
+    def __init__(self, *args):
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (cap_message(args[0]),)
+        super().__init__(*args)
 
 
 class InputError(DownbeatError, ValueError):

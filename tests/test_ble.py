@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from metronome import ble
-from metronome.ble import (BLE_MISSING, FtmsSource, RscSource, decode_rsc_measurement, decode_treadmill_data,
-                           rsc_to_reading, treadmill_to_reading)
+from metronome.sensors import ble
+from metronome.sensors.ble import FtmsSource, RscSource
+from metronome.sensors.ble_protocol import (BLE_MISSING, decode_rsc_measurement, decode_treadmill_data, rsc_to_reading,
+                                            treadmill_to_reading)
 from metronome.errors import SensorError
 from metronome.sensors import FeedCore, Reading, Reject, RejectReason
 from metronome.tempo import TempoSettings

@@ -1,0 +1,157 @@
+"""The sensor wire protocol's meaning: limits, :class:`Reading`, :class:`Reject` and :func:`parse_message`.
+
+Pure: no sockets, no clocks.  Transport (how bytes arrive) is in :mod:`.sources`, :mod:`.replay` and :mod:`.ble`.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from dataclasses import dataclass
+
+# --------------------------------------------------------------------------------------------------------------
+# Protocol limits (DESIGN.md "Sensor protocol")
+# --------------------------------------------------------------------------------------------------------------
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 47800
+MAX_MESSAGE_BYTES = 1024
+MAX_GRADE_PCT = 45.0
+MAX_SPEED_MPS = 15.0  # ~2:30 min/km sprint is well under this; more is a unit error (km/h sent as m/s)
+MAX_CADENCE_SPM = 300.0
+MIN_ELEVATION_M = -1000.0  # Dead Sea shore is -430 m
+MAX_ELEVATION_M = 10000.0  # Everest is 8849 m
+MAX_DISTANCE_M = 1.0e7  # 10 000 km
+
+
+class RejectReason(enum.IntEnum):
+    """Why a message was dropped.  The value indexes the per-reason counter (``S_REJECT_BASE + reason``)."""
+
+    OVERSIZE = 0
+    NOT_UTF8 = 1
+    NOT_JSON = 2
+    NOT_OBJECT = 3
+    MISSING_GRADE = 4
+    NOT_NUMBER = 5  # includes bool: JSON true is not a grade
+    NOT_FINITE = 6  # NaN / Infinity literals, 1e999, integers too large for a float
+    GRADE_RANGE = 7
+    SPEED_RANGE = 8
+    CADENCE_RANGE = 9
+    DISTANCE_RANGE = 10
+    ELEVATION_RANGE = 11
+    DEVICE = 12  # BLE notification that does not decode (truncated, garbage)
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A dropped message: the reason (counted) and a one-line detail naming the field/value (for logs)."""
+
+    reason: RejectReason
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One accepted sensor message, SI units.
+
+    ``grade_pct`` is ``None`` only for devices that cannot know the slope (an RSC foot pod); the JSON protocol
+    requires it.  ``t_s`` is the *sender's* clock (optional), used only to detect reordering.
+    """
+
+    grade_pct: float | None
+    t_s: float | None = None
+    speed_mps: float | None = None
+    cadence_spm: float | None = None
+    distance_m: float | None = None
+    elevation_m: float | None = None
+
+
+def _number(value):
+    """JSON value -> float, or a RejectReason.  ``bool`` is an ``int`` subclass in Python; refuse it explicitly."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return RejectReason.NOT_NUMBER
+    try:
+        x = float(value)
+    except OverflowError:  # an integer literal with hundreds of digits
+        return RejectReason.NOT_FINITE
+    if not math.isfinite(x):
+        return RejectReason.NOT_FINITE
+    return x
+
+
+def make_reading(*, grade_pct, t_s=None, speed_mps=None, cadence_spm=None, distance_m=None,
+                 elevation_m=None) -> Reading | Reject:
+    """Validate field values (JSON-decoded or from a BLE decoder) into a :class:`Reading` or a :class:`Reject`.
+
+    ``None`` means absent.  Ranges: ``|grade| <= 45 %``, speed ``0..15 m/s``, cadence ``0..300 /min``,
+    distance ``0..1e7 m``, elevation ``-1000..10000 m``; every number finite and not a bool.
+    """
+    out = {}
+    for name, value in (("grade_pct", grade_pct), ("t", t_s), ("speed_mps", speed_mps),
+                        ("cadence_spm", cadence_spm), ("distance_m", distance_m), ("elevation_m", elevation_m)):
+        if value is None:
+            out[name] = None
+            continue
+        x = _number(value)
+        if isinstance(x, RejectReason):
+            return Reject(x, f"{name}: {value!r:.40} is not a finite number")
+        out[name] = x
+    g = out["grade_pct"]
+    if g is not None and abs(g) > MAX_GRADE_PCT:
+        return Reject(RejectReason.GRADE_RANGE, f"grade_pct: {g!r} is outside -{MAX_GRADE_PCT:g}..{MAX_GRADE_PCT:g}")
+    v = out["speed_mps"]
+    if v is not None and not (0.0 <= v <= MAX_SPEED_MPS):
+        return Reject(RejectReason.SPEED_RANGE, f"speed_mps: {v!r} is outside 0..{MAX_SPEED_MPS:g} m/s")
+    c = out["cadence_spm"]
+    if c is not None and not (0.0 <= c <= MAX_CADENCE_SPM):
+        return Reject(RejectReason.CADENCE_RANGE, f"cadence_spm: {c!r} is outside 0..{MAX_CADENCE_SPM:g}")
+    d = out["distance_m"]
+    if d is not None and not (0.0 <= d <= MAX_DISTANCE_M):
+        return Reject(RejectReason.DISTANCE_RANGE, f"distance_m: {d!r} is outside 0..{MAX_DISTANCE_M:g} m")
+    e = out["elevation_m"]
+    if e is not None and not (MIN_ELEVATION_M <= e <= MAX_ELEVATION_M):
+        return Reject(RejectReason.ELEVATION_RANGE,
+                      f"elevation_m: {e!r} is outside {MIN_ELEVATION_M:g}..{MAX_ELEVATION_M:g} m")
+    return Reading(grade_pct=g, t_s=out["t"], speed_mps=v, cadence_spm=c, distance_m=d, elevation_m=e)
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _refuse_constant(name):
+    # Python's json accepts NaN, Infinity and -Infinity although JSON does not; refuse them at the source.
+    raise _NonFinite(name)
+
+
+def parse_message(data: bytes) -> Reading | Reject:
+    """Parse one datagram/line of the sensor protocol.  Pure; never raises, whatever ``data`` holds.
+
+    ``{"t"?: s, "grade_pct": float, "speed_mps"?, "cadence_spm"?, "distance_m"?, "elevation_m"?}``; unknown keys
+    are ignored and ``null`` means absent.  See :class:`RejectReason` for everything that is refused.
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    try:
+        n = len(data)
+    except TypeError:
+        return Reject(RejectReason.NOT_JSON, f"expected bytes, got {type(data).__name__}")
+    if n > MAX_MESSAGE_BYTES:
+        return Reject(RejectReason.OVERSIZE, f"{n} bytes > {MAX_MESSAGE_BYTES}")
+    try:
+        text = bytes(data).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Reject(RejectReason.NOT_UTF8, f"byte {exc.start} is not UTF-8")
+    try:
+        obj = json.loads(text, parse_constant=_refuse_constant)
+    except _NonFinite as exc:
+        return Reject(RejectReason.NOT_FINITE, f"{exc.args[0]} is not a finite number")
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError; 1 KiB of '[' nests deeper than the C scanner allows
+        return Reject(RejectReason.NOT_JSON, str(exc).splitlines()[0][:80] if str(exc) else "not JSON")
+    if not isinstance(obj, dict):
+        return Reject(RejectReason.NOT_OBJECT, f"top level is a JSON {type(obj).__name__}, not an object")
+    if obj.get("grade_pct") is None:
+        return Reject(RejectReason.MISSING_GRADE, "grade_pct is missing")
+    return make_reading(grade_pct=obj["grade_pct"], t_s=obj.get("t"), speed_mps=obj.get("speed_mps"),
+                        cadence_spm=obj.get("cadence_spm"), distance_m=obj.get("distance_m"),
+                        elevation_m=obj.get("elevation_m"))
