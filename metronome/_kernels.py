@@ -411,12 +411,52 @@ def _monotonic_ns(typingctx):
     return sig, codegen
 
 
-# Pointer-table slots (int64 [P_N]): addresses, then sizes.
-(P_ST, P_CTL, P_MAP_S, P_MAP_B, P_MAP_P, P_MAP_N, P_BANK, P_BANK_N, P_CLIP_OFF, P_CLIP_LEN, P_NCLIPS, P_VOICES,
- P_NVOICES, P_CUEQ, P_NCUEQ, P_CUEIDX, P_EVENTS, P_NEVENTS, P_EVIDX, P_PARAMS, P_STATS, P_CHANNELS, P_TIMING,
- P_NTIMING) = range(24)
-P_N = 32
-# params (float64): samplerate, duck_coef, release_coef, gain_coef
+# --------------------------------------------------------------------------------------------------------------
+# The argument layout of process_block (after ``out``), declared once.  ``Engine`` builds the offline argument tuple
+# from it and ``LivePlayer`` the callback's pointer table; the slot numbers below are derived from it, so the three
+# cannot drift apart (tests/test_kernels.py checks the declaration against process_block's signature).
+# Each entry: (name, dtype, ndim); dtype None is a float64 scalar, carried in the callback's ``params`` array.
+# --------------------------------------------------------------------------------------------------------------
+BLOCK_ARGS = (
+    ("st", np.float64, 1), ("ctl", np.float64, 1),
+    ("map_sample", np.float64, 1), ("map_bpm", np.float64, 1), ("map_phase", np.float64, 1),
+    ("samplerate", None, 0),
+    ("bank", np.float32, 1), ("clip_off", np.int64, 1), ("clip_len", np.int64, 1),
+    ("voices", np.int64, 2), ("cue_q", np.int64, 2), ("cue_idx", np.int64, 1),
+    ("events", np.float64, 2), ("ev_idx", np.int64, 1),
+    ("duck_coef", None, 0), ("release_coef", None, 0), ("gain_coef", None, 0),
+)
+
+
+def _layout(args):
+    """Pointer-table slots: each array gets its address, then one slot per dimension; scalars get a params index."""
+    slots, params, n = {}, {}, 0
+    for name, dtype, ndim in args:
+        if dtype is None:
+            params[name] = len(params)
+        else:
+            slots[name] = n
+            n += 1 + ndim
+    return slots, params, n
+
+
+BLOCK_SLOTS, BLOCK_PARAMS, _N_BLOCK_SLOTS = _layout(BLOCK_ARGS)
+# Named slots for the compiled callback (numba reads module-level ints as compile-time constants).
+P_ST, P_CTL = BLOCK_SLOTS["st"], BLOCK_SLOTS["ctl"]
+P_MAP_S, P_MAP_B, P_MAP_P = BLOCK_SLOTS["map_sample"], BLOCK_SLOTS["map_bpm"], BLOCK_SLOTS["map_phase"]
+P_BANK, P_CLIP_OFF, P_CLIP_LEN = BLOCK_SLOTS["bank"], BLOCK_SLOTS["clip_off"], BLOCK_SLOTS["clip_len"]
+P_VOICES, P_CUEQ, P_CUEIDX = BLOCK_SLOTS["voices"], BLOCK_SLOTS["cue_q"], BLOCK_SLOTS["cue_idx"]
+P_EVENTS, P_EVIDX = BLOCK_SLOTS["events"], BLOCK_SLOTS["ev_idx"]
+PR_SR, PR_DUCK, PR_RELEASE, PR_GAIN = (BLOCK_PARAMS[k] for k in ("samplerate", "duck_coef", "release_coef",
+                                                                 "gain_coef"))
+N_PARAMS = len(BLOCK_PARAMS)
+# Slots of the callback's own arrays, after the kernel's: params (float64 [N_PARAMS]), stats (int64 [S_N]),
+# timing (int64 [n, 2]: ns inside the callback, frames) and the channel count.
+P_PARAMS = _N_BLOCK_SLOTS
+P_STATS = P_PARAMS + 1
+P_TIMING = P_STATS + 1  # address, then its length
+P_CHANNELS = P_TIMING + 2
+P_N = P_CHANNELS + 1
 # stats (int64): output underflows, callbacks, frames
 S_UNDERFLOWS, S_CALLBACKS, S_FRAMES = 0, 1, 2
 S_N = 8
@@ -436,27 +476,27 @@ def _pa_callback(inp, outp, frames, time_info, status, user):
     if status & PA_OUTPUT_UNDERFLOW:
         stats[S_UNDERFLOWS] += 1
     n = int(frames)
-    params = carray(_voidptr(tbl[P_PARAMS]), (4,), np.float64)
+    params = carray(_voidptr(tbl[P_PARAMS]), (N_PARAMS,), np.float64)
     out = carray(outp, (n, tbl[P_CHANNELS]), np.float32)
     process_block(out,
-                  carray(_voidptr(tbl[P_ST]), (ST_N,), np.float64),
-                  carray(_voidptr(tbl[P_CTL]), (CT_N,), np.float64),
-                  carray(_voidptr(tbl[P_MAP_S]), (tbl[P_MAP_N],), np.float64),
-                  carray(_voidptr(tbl[P_MAP_B]), (tbl[P_MAP_N],), np.float64),
-                  carray(_voidptr(tbl[P_MAP_P]), (tbl[P_MAP_N],), np.float64),
-                  params[0],
-                  carray(_voidptr(tbl[P_BANK]), (tbl[P_BANK_N],), np.float32),
-                  carray(_voidptr(tbl[P_CLIP_OFF]), (tbl[P_NCLIPS],), np.int64),
-                  carray(_voidptr(tbl[P_CLIP_LEN]), (tbl[P_NCLIPS],), np.int64),
-                  carray(_voidptr(tbl[P_VOICES]), (tbl[P_NVOICES], 3), np.int64),
-                  carray(_voidptr(tbl[P_CUEQ]), (tbl[P_NCUEQ], 3), np.int64),
-                  carray(_voidptr(tbl[P_CUEIDX]), (2,), np.int64),
-                  carray(_voidptr(tbl[P_EVENTS]), (tbl[P_NEVENTS], 4), np.float64),
-                  carray(_voidptr(tbl[P_EVIDX]), (2,), np.int64),
-                  params[1], params[2], params[3])
+                  carray(_voidptr(tbl[P_ST]), (tbl[P_ST + 1],), np.float64),
+                  carray(_voidptr(tbl[P_CTL]), (tbl[P_CTL + 1],), np.float64),
+                  carray(_voidptr(tbl[P_MAP_S]), (tbl[P_MAP_S + 1],), np.float64),
+                  carray(_voidptr(tbl[P_MAP_B]), (tbl[P_MAP_B + 1],), np.float64),
+                  carray(_voidptr(tbl[P_MAP_P]), (tbl[P_MAP_P + 1],), np.float64),
+                  params[PR_SR],
+                  carray(_voidptr(tbl[P_BANK]), (tbl[P_BANK + 1],), np.float32),
+                  carray(_voidptr(tbl[P_CLIP_OFF]), (tbl[P_CLIP_OFF + 1],), np.int64),
+                  carray(_voidptr(tbl[P_CLIP_LEN]), (tbl[P_CLIP_LEN + 1],), np.int64),
+                  carray(_voidptr(tbl[P_VOICES]), (tbl[P_VOICES + 1], tbl[P_VOICES + 2]), np.int64),
+                  carray(_voidptr(tbl[P_CUEQ]), (tbl[P_CUEQ + 1], tbl[P_CUEQ + 2]), np.int64),
+                  carray(_voidptr(tbl[P_CUEIDX]), (tbl[P_CUEIDX + 1],), np.int64),
+                  carray(_voidptr(tbl[P_EVENTS]), (tbl[P_EVENTS + 1], tbl[P_EVENTS + 2]), np.float64),
+                  carray(_voidptr(tbl[P_EVIDX]), (tbl[P_EVIDX + 1],), np.int64),
+                  params[PR_DUCK], params[PR_RELEASE], params[PR_GAIN])
     k = stats[S_CALLBACKS]
-    timing = carray(_voidptr(tbl[P_TIMING]), (tbl[P_NTIMING], 2), np.int64)
-    row = k % tbl[P_NTIMING]
+    timing = carray(_voidptr(tbl[P_TIMING]), (tbl[P_TIMING + 1], 2), np.int64)
+    row = k % tbl[P_TIMING + 1]
     timing[row, 0] = _monotonic_ns() - t0
     timing[row, 1] = n
     stats[S_FRAMES] += n

@@ -246,10 +246,16 @@ class Engine:
         self.release_coef = 1.0 - math.exp(-1.0 / (0.050 * sr))
         self.gain_coef = 1.0 - math.exp(-1.0 / (0.005 * sr))
         self._map = (tempo_map.sample, tempo_map.bpm, tempo_map.phase)
+        #: Every argument of :func:`~metronome._kernels.process_block` after ``out``, by the names of
+        #: :data:`~metronome._kernels.BLOCK_ARGS` (the live player builds its pointer table from this too).
+        self.block_values = {
+            "st": self.st, "ctl": self.ctl, "map_sample": tempo_map.sample, "map_bpm": tempo_map.bpm,
+            "map_phase": tempo_map.phase, "samplerate": sr, "bank": self.bank.data, "clip_off": self.bank.offsets,
+            "clip_len": self.bank.lengths, "voices": self.voices, "cue_q": self.cue_q, "cue_idx": self.cue_idx,
+            "events": self.events, "ev_idx": self.ev_idx, "duck_coef": self.duck_coef,
+            "release_coef": self.release_coef, "gain_coef": self.gain_coef}
         # The argument tuple is built once: the callback does no per-call packing beyond the output array.
-        self._args = (self.st, self.ctl, *self._map, sr, self.bank.data, self.bank.offsets, self.bank.lengths,
-                      self.voices, self.cue_q, self.cue_idx, self.events, self.ev_idx,
-                      self.duck_coef, self.release_coef, self.gain_coef)
+        self._args = tuple(self.block_values[name] for name, _, _ in K.BLOCK_ARGS)
 
     def seek(self, position: int, bpm: float | None = None) -> None:
         """Start producing at sample ``position`` (before any audio), e.g. to resume a session in a new process.
@@ -594,25 +600,23 @@ class LivePlayer:
         self.latency = latency
         self.stats = np.zeros(K.S_N, dtype=np.int64)
         self.timing = np.zeros((TIMING_RING, 2), dtype=np.int64)  # ns inside the callback, frames
-        self.params = np.array([engine.samplerate, engine.duck_coef, engine.release_coef, engine.gain_coef],
-                               dtype=np.float64)
-        e, b = engine, engine.bank
+        values = engine.block_values
+        self.params = np.zeros(K.N_PARAMS, dtype=np.float64)
         table = np.zeros(K.P_N, dtype=np.int64)
-        for slot, arr in ((K.P_ST, e.st), (K.P_CTL, e.ctl), (K.P_MAP_S, e._map[0]), (K.P_MAP_B, e._map[1]),
-                          (K.P_MAP_P, e._map[2]), (K.P_BANK, b.data), (K.P_CLIP_OFF, b.offsets),
-                          (K.P_CLIP_LEN, b.lengths), (K.P_VOICES, e.voices), (K.P_CUEQ, e.cue_q),
-                          (K.P_CUEIDX, e.cue_idx), (K.P_EVENTS, e.events), (K.P_EVIDX, e.ev_idx),
-                          (K.P_PARAMS, self.params), (K.P_STATS, self.stats), (K.P_TIMING, self.timing)):
-            assert arr.flags.c_contiguous
-            table[slot] = arr.ctypes.data
-        table[K.P_MAP_N] = e._map[0].size
-        table[K.P_BANK_N] = b.data.size
-        table[K.P_NCLIPS] = b.offsets.size
-        table[K.P_NVOICES] = e.voices.shape[0]
-        table[K.P_NCUEQ] = e.cue_q.shape[0]
-        table[K.P_NEVENTS] = e.events.shape[0]
+        for name, dtype, ndim in K.BLOCK_ARGS:
+            v = values[name]
+            if dtype is None:
+                self.params[K.BLOCK_PARAMS[name]] = v
+                continue
+            assert v.dtype == dtype and v.ndim == ndim and v.flags.c_contiguous, name
+            slot = K.BLOCK_SLOTS[name]
+            table[slot] = v.ctypes.data
+            table[slot + 1:slot + 1 + ndim] = v.shape
+        table[K.P_PARAMS] = self.params.ctypes.data
+        table[K.P_STATS] = self.stats.ctypes.data
+        table[K.P_TIMING] = self.timing.ctypes.data
+        table[K.P_TIMING + 1] = TIMING_RING
         table[K.P_CHANNELS] = engine.settings.channels
-        table[K.P_NTIMING] = TIMING_RING
         self.table = table  # kept alive (with the engine's arrays) for the stream's lifetime
         self.stream = None
         self.lost = False  # set by the owner when the device/server is gone

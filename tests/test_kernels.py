@@ -233,3 +233,15 @@ def test_pcm16_conversion_is_byte_identical_to_libsndfile(tmp_path):
     sf.write(tmp_path / "lib.wav", x, SR, subtype="PCM_16")
     sf.write(tmp_path / "ours.wav", ours, SR, subtype="PCM_16")
     assert (tmp_path / "lib.wav").read_bytes() == (tmp_path / "ours.wav").read_bytes()
+
+
+def test_block_args_declaration_matches_process_block_signature():
+    """The kernel's argument layout is declared once (K.BLOCK_ARGS); the render tuple and the callback's pointer
+    table are built from it, so it must name process_block's parameters in order."""
+    import inspect
+
+    params = list(inspect.signature(K.process_block.py_func).parameters)
+    assert params[0] == "out"
+    assert [name for name, _, _ in K.BLOCK_ARGS] == params[1:]
+    slots = sorted(K.BLOCK_SLOTS.values())
+    assert len(set(slots)) == len(slots) and max(slots) < K.P_PARAMS < K.P_N
