@@ -27,6 +27,7 @@ import numpy as np
 
 from . import _kernels as K
 from .errors import InputError
+from .levels import plateaus
 
 MAX_UPPER_CAP = 1.10
 
@@ -233,27 +234,10 @@ def grade_plateaus(position, grade_pct, hold, hysteresis_pct=1.0):
     """
     position = np.asarray(position, dtype=np.float64)
     grade_pct = np.asarray(grade_pct, dtype=np.float64)
-    level = float(grade_pct[0])
-    # The first level: the mean over the first hold window, so a start on noise does not fix the level.
+    # The first level: the mean over the first hold window, so a start on noise does not fix the level (a known
+    # profile can look ahead; a live feed cannot, see GradeFilter).
     first = position <= position[0] + hold
-    level = float(grade_pct[first].mean())
-    out = [(float(position[0]), level)]
-    run_start = None
-    run_sign = 0.0
-    for i in range(1, len(position)):
-        g = grade_pct[i]
-        if abs(g - level) >= hysteresis_pct and (run_start is None or np.sign(g - level) == run_sign):
-            if run_start is None:
-                run_start = i
-                run_sign = np.sign(g - level)
-            if position[i] - position[run_start] >= hold:
-                # Held long enough: adopt the mean of the stretch so far.
-                level = float(grade_pct[run_start:i + 1].mean())
-                out.append((float(position[run_start]), level))
-                run_start = None
-        else:
-            run_start = None
-    return out
+    return plateaus(position, grade_pct, hold, hysteresis_pct, float(grade_pct[first].mean()))
 
 
 def tempo_map_from_profile(profile, settings: TempoSettings, samplerate: int) -> TempoMap:

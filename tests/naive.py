@@ -114,3 +114,28 @@ def assert_rounded(samples, exact_times, tie_tol=1e-6):
     bad = np.flatnonzero(err > 0.5 + tie_tol)
     assert bad.size == 0, f"beats {bad[:5]} off: samples {samples[bad[:5]]}, exact {exact_times[bad[:5]]}"
     return True
+
+
+def grade_plateaus(position, grade_pct, hold, hysteresis_pct=1.0):
+    """The batch hysteresis as first written (index-based, whole-slice means): the reference for
+    :mod:`metronome.levels`, which replaced it with one streaming tracker for renders and live feeds."""
+    position = np.asarray(position, dtype=np.float64)
+    grade_pct = np.asarray(grade_pct, dtype=np.float64)
+    first = position <= position[0] + hold
+    level = float(grade_pct[first].mean())
+    out = [(float(position[0]), level)]
+    run_start = None
+    run_sign = 0.0
+    for i in range(1, len(position)):
+        g = grade_pct[i]
+        if abs(g - level) >= hysteresis_pct and (run_start is None or np.sign(g - level) == run_sign):
+            if run_start is None:
+                run_start = i
+                run_sign = np.sign(g - level)
+            if position[i] - position[run_start] >= hold:
+                level = float(grade_pct[run_start:i + 1].mean())
+                out.append((float(position[run_start]), level))
+                run_start = None
+        else:
+            run_start = None
+    return out

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import SensorError
+from ..levels import LevelTracker
 from ..tempo import TempoSettings, target_cadence
 from .protocol import Reading
 
@@ -98,7 +99,7 @@ class GradeFilter:
         self.distance_m: float | None = None
         self._has_distance = False
         self._last_push_s: float | None = None
-        self._run = None  # [start_s, start_m, sign, sum_raw, n]
+        self._tracker = LevelTracker(settings.hysteresis_pct, settings.hold_s, settings.hold_m)
 
     # -- input ------------------------------------------------------------------------------------------------
     def push(self, reading: Reading, now_s: float) -> None:
@@ -115,7 +116,7 @@ class GradeFilter:
             self._window.clear()
             self._window.append((now_s, g))
             self.smoothed_grade_pct = self.level_grade_pct = g
-            self._run = None
+            self._tracker.reset(g)
             return
         win = self._window
         win.append((now_s, g))
@@ -144,25 +145,10 @@ class GradeFilter:
         self._last_push_s = now_s
 
     def _hysteresis(self, raw: float, now_s: float) -> None:
-        s = self.settings
-        diff = self.smoothed_grade_pct - self.level_grade_pct
-        if abs(diff) < s.hysteresis_pct:
-            self._run = None
-            return
-        sign = 1 if diff > 0 else -1
+        # The same tracker the offline tempo map runs over a profile (metronome.levels): time or distance hold.
         dist = self.distance_m if self._has_distance else None
-        run = self._run
-        if run is None or run[2] != sign:
-            self._run = run = [now_s, dist, sign, 0.0, 0]
-        run[3] += raw
-        run[4] += 1
-        if run[1] is not None and dist is not None and dist < run[1]:
-            run[1] = dist  # the sender reset its odometer: restart the distance leg of the hold
-        held_s = now_s - run[0]
-        held_m = (dist - run[1]) if (dist is not None and run[1] is not None) else -1.0
-        if held_s >= s.hold_s or held_m >= s.hold_m:
-            self.level_grade_pct = run[3] / run[4]
-            self._run = None
+        if self._tracker.push(self.smoothed_grade_pct, now_s, raw=raw, position_alt=dist):
+            self.level_grade_pct = self._tracker.level
 
     # -- output -----------------------------------------------------------------------------------------------
     def mode(self, now_s: float) -> str:
