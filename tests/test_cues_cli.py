@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-import cues.cli as C
+import metronome.cli.cues as C
 from cues.library import load_library
 from metronome.errors import AudioDeviceError, CueError, InputError
 

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from metronome.errors import InputError, ProfileError
 from metronome.tempo import TempoSettings
 from profiles import load_profile
-from profiles.cli import profile, summarize
-from profiles.plot import render_figure, write_png
+from metronome.cli.profile import profile, summarize
+from metronome.cli.plot import render_figure, write_png
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

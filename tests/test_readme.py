@@ -256,13 +256,10 @@ def _command(argv):
     import click
 
     from metronome.cli import cli
-    from metronome.doctor import doctor
 
-    commands = dict(cli.commands)
-    commands.setdefault("doctor", doctor)  # until metronome/cli.py registers it
     if not argv:
         return cli, "downbeat", []
-    cmd, rest, name = commands[argv[0]], argv[1:], argv[0]
+    cmd, rest, name = cli.get_command(None, argv[0]), argv[1:], argv[0]
     if isinstance(cmd, click.Group):
         cmd, rest, name = cmd.commands[rest[0]], rest[1:], rest[0]
     return cmd, name, rest

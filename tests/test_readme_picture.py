@@ -18,8 +18,8 @@ from click.testing import CliRunner
 
 from metronome.tempo import TempoSettings
 from profiles import bundled_names, load_profile
-from profiles.cli import cue_timeline, profile
-from profiles.plot import assign_label_rows, render_figure
+from metronome.cli.profile import cue_timeline, profile
+from metronome.cli.plot import assign_label_rows, render_figure
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -100,8 +100,8 @@ def _child_env() -> dict:
 
 
 def _run_probe(kind: str, timeout_s: float) -> dict:
-    """Run ``python -m metronome.doctor --probe KIND`` and return its JSON, or ``{"error": ...}``."""
-    cmd = [sys.executable, "-m", "metronome.doctor", kind]
+    """Run ``python -m metronome.cli.doctor --probe KIND`` and return its JSON, or ``{"error": ...}``."""
+    cmd = [sys.executable, "-m", "metronome.cli.doctor", kind]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=_child_env(),
                            stdin=subprocess.DEVNULL)
@@ -115,18 +115,18 @@ def _run_probe(kind: str, timeout_s: float) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Probes run in a child process (python -m metronome.doctor KIND): one JSON line on stdout.
+# Probes run in a child process (python -m metronome.cli.doctor KIND): one JSON line on stdout.
 # ------------------------------------------------------------------------------------------------------------------
 def _probe_engine() -> dict:
     """Time ``warm_kernels()`` (cache hit or compile), then render 2 s to WAV, FLAC and OGG through the kernel."""
-    from . import _kernels as K
+    from metronome import _kernels as K
 
     try:
         cache_dir = str(K.process_block._cache._cache_path)  # numba internals: best effort, only for the report
     except AttributeError:
         cache_dir = None
-    from .engine import EngineSettings, render, warm_kernels
-    from .tempo import TempoMap
+    from metronome.engine import EngineSettings, render, warm_kernels
+    from metronome.tempo import TempoMap
 
     warm_s = warm_kernels(48000, 2)
     indexed = bool(cache_dir) and any(p.name.startswith("_kernels.process_block") and p.suffix == ".nbi"

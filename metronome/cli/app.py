@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from .errors import DownbeatError, InputError
+from metronome.errors import DownbeatError, InputError
 
 GUIDE = """\
 Downbeat: a cadence coach for downhill running. The metronome follows the gradient; spoken cues coach technique.
@@ -37,11 +37,32 @@ def _bundled() -> str:
         return "demo-descent"
 
 
+#: Sub-commands that live in their own modules, imported only when used (``downbeat render`` does not pay for the
+#: doctor's or the profile plotter's imports; a broken module still fails loudly when its command runs or help
+#: lists it).
+LAZY_COMMANDS = {
+    "profile": "metronome.cli.profile:profile",
+    "cues": "metronome.cli.cues:cues",
+    "doctor": "metronome.cli.doctor:doctor",
+}
+
+
 class _Group(click.Group):
     def format_help(self, ctx, formatter):
         formatter.write(GUIDE.format(bundled=_bundled()))
         formatter.write("\n")
         self.format_commands(ctx, formatter)
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx, name):
+        if name in LAZY_COMMANDS and name not in self.commands:
+            import importlib
+
+            module, _, attr = LAZY_COMMANDS[name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
 
 
 @click.group(cls=_Group, invoke_without_command=True)
@@ -76,8 +97,8 @@ def common_options(f):
 
 def _plan(profile_spec, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues,
           voice_pack, channels=2, flat_pace=None):
-    from .engine import EngineSettings
-    from .session import load_profile, plan_session, tempo_settings_for
+    from metronome.engine import EngineSettings
+    from metronome.session import load_profile, plan_session, tempo_settings_for
 
     profile = load_profile(profile_spec, flat_pace=flat_pace)
     es = EngineSettings(samplerate=samplerate, channels=channels, ceiling_dbfs=ceiling_db, volume_db=volume_db,
@@ -105,7 +126,7 @@ def _plan(profile_spec, base_cadence, samplerate, upper_cap, volume_db, ceiling_
 def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, base_cadence, samplerate, upper_cap,
            volume_db, ceiling_db, accent_every, flat_pace, no_cues, voice_pack):
     """Render PROFILE (a file or a bundled name) to an audio file, through the same kernel as `play`."""
-    from .engine import output_format, render as do_render, warm_kernels
+    from metronome.engine import output_format, render as do_render, warm_kernels
 
     output_format(out, subtype, samplerate)  # validate flags before any work
     plan = _plan(profile, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues,
@@ -158,8 +179,8 @@ def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_jso
          resume_at, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, flat_pace, no_cues,
          voice_pack):
     """Play PROFILE live on an audio device (default: the bundled demo descent)."""
-    from .engine import NoOutputDevice, find_device
-    from .live import run_play
+    from metronome.engine import NoOutputDevice, find_device
+    from metronome.live import run_play
 
     if fallback_render is not None:
         try:
@@ -202,7 +223,7 @@ def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_jso
 def _exit_now_if_wedged(code):
     """A stream on a dead server cannot be closed, and PortAudio's atexit teardown would block on it forever:
     flush and leave without it."""
-    from .engine import any_stream_wedged
+    from metronome.engine import any_stream_wedged
 
     if any_stream_wedged():
         sys.stdout.flush()
@@ -230,20 +251,6 @@ def devices():
         click.echo(f"{mark} {i:2d}  {d['name']}  ({apis[d['hostapi']]['name']}, {d['max_output_channels']} out, "
                    f"{d['default_samplerate']:.0f} Hz)")
 
-
-def _register_groups():
-    # Sub-command groups live with their packages; the CLI stays one place to read.
-    from cues.cli import cues as cues_group
-    from profiles.cli import profile as profile_group
-
-    from .doctor import doctor
-
-    cli.add_command(profile_group)
-    cli.add_command(cues_group)
-    cli.add_command(doctor)
-
-
-_register_groups()
 
 
 class Terminated(KeyboardInterrupt):

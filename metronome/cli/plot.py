@@ -16,7 +16,7 @@ import numpy as np
 from metronome.errors import InputError
 from metronome.tempo import TempoSettings, target_cadence, tempo_map_from_profile
 
-from .schema import Profile
+from profiles.schema import Profile
 
 PLOT_SAMPLERATE = 48000  # only to build the tempo map; any valid rate gives the same tempo curve
 
@@ -94,7 +94,7 @@ def render_figure(profile: Profile, settings: TempoSettings, cue_markers=None):
     Parameters
     ----------
     cue_markers : list of (time_s, label), optional
-        Spoken cues to mark (e.g. from :func:`profiles.cli.cue_timeline`).
+        Spoken cues to mark (e.g. from :func:`metronome.cli.profile.cue_timeline`).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

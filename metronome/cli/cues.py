@@ -12,7 +12,7 @@ import click
 
 from metronome.errors import AudioDeviceError, InputError
 
-from .library import load_library
+from cues.library import load_library
 
 _SAMPLERATE = 48000
 
@@ -59,7 +59,7 @@ def list_cmd(library_path):
 @click.option("--library", "library_path", type=click.Path(dir_okay=False), default=None)
 def say_cmd(cue_id, phrasing_n, out_path, voice, voice_pack, samplerate, library_path):
     """Speak cue CUE_ID on the default output device (or write it with --out FILE.wav)."""
-    from .voice import VoiceBank
+    from cues.voice import VoiceBank
 
     lib = _library(library_path)
     entry = lib.get(cue_id)

@@ -15,9 +15,9 @@ from metronome.errors import InputError
 from metronome.session import tempo_settings_for
 from metronome.tempo import TempoSettings
 
-from . import pace
-from .loader import bundled_names, load_profile
-from .schema import Profile
+from profiles import pace
+from profiles.loader import bundled_names, load_profile
+from profiles.schema import Profile
 
 
 def _fmt_duration(seconds: float) -> str:

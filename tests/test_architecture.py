@@ -1,0 +1,160 @@
+"""The dependency direction, checked on the source (issue 13): no upward import, no import cycle, small modules.
+
+    cli -> live/export -> session -> {render, player, devices, sensors, follower, history, latency} -> engine
+        -> {tempo, clips} -> {_kernels, cues, profiles} -> ground floor (errors, safeyaml, levels, limits)
+
+Every import counts, including those inside function bodies (hiding an import in a function does not change
+which way the code depends).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("metronome", "cues", "profiles")
+MAX_MODULE_LINES = 700
+
+#: (module prefix, layer); the longest matching prefix wins.  A module may import its own layer or lower ones.
+LAYERS = (
+    ("metronome.errors", 0), ("metronome.safeyaml", 0), ("metronome.levels", 0), ("metronome.limits", 0),
+    ("metronome", 0),  # the package __init__ (empty)
+    ("metronome._kernels", 1), ("cues", 1), ("profiles", 1),
+    ("metronome.tempo", 2), ("metronome.clips", 2),
+    ("metronome.engine", 3),
+    ("metronome.render", 4), ("metronome.player", 4), ("metronome.devices", 4), ("metronome.sensors", 4),
+    ("metronome.follower", 4), ("metronome.history", 4), ("metronome.latency", 4),
+    ("metronome.session", 5),
+    ("metronome.live", 6), ("metronome.export", 6),
+    ("metronome.cli", 7), ("metronome.history.commands", 7),
+    ("metronome.history.plot", 7), ("metronome.latency.command", 7), ("metronome.export.command", 7),
+)
+
+
+def _modules():
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            rel = path.relative_to(ROOT).with_suffix("")
+            parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+            yield ".".join(parts), path
+
+
+def _layer(module: str) -> int:
+    best, layer = -1, None
+    for prefix, rank in LAYERS:
+        if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+            best, layer = len(prefix), rank
+    assert layer is not None, f"{module}: no layer declared in tests/test_architecture.py"
+    return layer
+
+
+def _imports(module: str, path: Path):
+    """Project modules imported anywhere in ``path`` (relative imports resolved), with line numbers."""
+    is_pkg = path.name == "__init__.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")
+                base = base[:len(base) - node.level + (1 if is_pkg else 0)]
+                stem = ".".join(base + ([node.module] if node.module else []))
+            else:
+                stem = node.module
+            names = [stem] + [f"{stem}.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in names:
+            if name.split(".")[0] in PACKAGES:
+                yield name, node.lineno
+
+
+def _resolve(name: str, known: set[str]) -> str | None:
+    """The project module a dotted import name refers to (``a.b.func`` -> ``a.b``)."""
+    while name and name not in known:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _graph():
+    mods = dict(_modules())
+    known = set(mods)
+    graph = {}
+    for mod, path in mods.items():
+        deps = {}
+        for name, line in _imports(mod, path):
+            target = _resolve(name, known)
+            if target and target != mod:
+                deps.setdefault(target, line)
+        graph[mod] = deps
+    return mods, graph
+
+
+def test_no_upward_imports():
+    mods, graph = _graph()
+    bad = [f"{mods[m].relative_to(ROOT)}:{line}: {m} (layer {_layer(m)}) imports {t} (layer {_layer(t)})"
+           for m, deps in graph.items() for t, line in deps.items()
+           if _layer(t) > _layer(m) and not t.startswith(m + ".")]
+    assert not bad, "upward imports:\n" + "\n".join(bad)
+
+
+def test_no_import_cycles():
+    """Zero file-level cycles (a package's ``__init__`` re-exporting its own modules is not a cycle)."""
+    _, graph = _graph()
+    edges = {m: {t for t in deps if not m.startswith(t + ".") and not t.startswith(m + ".")} | set()
+             for m, deps in graph.items()}
+    color, stack, cycles = {}, [], []
+
+    def visit(m):
+        color[m] = 1
+        stack.append(m)
+        for t in sorted(edges.get(m, ())):
+            if color.get(t) == 1:
+                cycles.append(stack[stack.index(t):] + [t])
+            elif t not in color:
+                visit(t)
+        stack.pop()
+        color[m] = 2
+
+    for m in sorted(edges):
+        if m not in color:
+            visit(m)
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_modules_are_small():
+    big = [(str(p.relative_to(ROOT)), n) for _, p in _modules()
+           if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES]
+    assert not big, f"modules over {MAX_MODULE_LINES} lines: {big}"
+
+
+@pytest.mark.parametrize("source, ok", [
+    ("from metronome.cli import main\n", False),  # the ground floor importing the CLI
+    ("from metronome.errors import InputError\n", True),
+])
+def test_the_direction_check_itself_catches_an_upward_import(tmp_path, source, ok):
+    """The check must be able to fail: an errors-layer module importing the CLI is flagged."""
+    fake = tmp_path / "metronome" / "errors.py"
+    fake.parent.mkdir()
+    fake.write_text(source)
+    deps = {_resolve(n, {"metronome.cli", "metronome.errors"}) for n, _ in _imports("metronome.errors", fake)}
+    upward = [t for t in deps if t and _layer(t) > _layer("metronome.errors")]
+    assert (not upward) == ok
+
+
+def test_no_cli_or_plotting_inside_cues_and_profiles():
+    """cues/ and profiles/ are libraries: the command line and the plots that serve it live in metronome.cli."""
+    bad = []
+    for pkg in ("cues", "profiles"):
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                bad += [f"{path.relative_to(ROOT)}:{node.lineno}: {n}" for n in names
+                        if n.split(".")[0] in ("click", "matplotlib", "rich")]
+    assert not bad, "\n".join(bad)
