@@ -11,9 +11,9 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from soak import soak  # noqa: E402
+from tests.support.soak import soak  # noqa: E402  (the soak driver is test infrastructure)
 
 
 def main():

@@ -1,5 +1,1 @@
-import os
-import sys
-
-# tests/naive.py is imported as a plain module by the tests.
-sys.path.insert(0, os.path.dirname(__file__))
+"""pytest configuration: nothing but markers live in pyproject.toml; tests/ is a package (tests.support)."""

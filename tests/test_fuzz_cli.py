@@ -26,7 +26,7 @@ import soundfile as sf
 
 from metronome.cli import main
 
-from test_fuzz_support import Hang, budget, deadline, mutate_bytes, report
+from tests.support.fuzz import Hang, budget, deadline, mutate_bytes, report
 
 TINY_COURSE = "name: tiny\nsegments:\n  - {distance_m: 30, grade_pct: 0}\n  - {distance_m: 40, grade_pct: -12}\n"
 SENTINEL = b"an earlier good render: must survive a failed one"

@@ -30,7 +30,8 @@ from metronome.tempo import TempoSettings, tempo_map_from_profile
 from profiles import load_profile
 from profiles.loader import BUNDLED_DIR
 
-from test_fuzz_support import Hang, assert_one_line_error, budget, deadline, fix_fit_crcs, mutate_bytes, report
+from tests.support.fuzz import (Hang, alias_bomb, assert_one_line_error, budget, deadline, fix_fit_crcs, mutate_bytes,
+                                report)
 
 DATA = Path(__file__).parent / "data"
 GPX_SEEDS = ["Mojstrovka.gpx", "cerknicko-jezero.gpx", "cerknicko-without-times.gpx", "track-with-empty-segment.gpx",
@@ -321,17 +322,6 @@ def test_random_yaml_documents_count():
 # ----------------------------------------------------------------------------------------------------------------
 # Hostile YAML written by hand
 # ----------------------------------------------------------------------------------------------------------------
-def _alias_bomb(levels: int = 9, width: int = 9) -> str:
-    """A "billion laughs" built from YAML anchors: ``width ** levels`` leaves if expanded, a few hundred bytes as
-    written.  PyYAML shares aliased nodes, so loading is cheap; what explodes is anything that walks or prints the
-    expanded value (``repr`` in an error message, ``copy.deepcopy``, JSON dumps...)."""
-    lines = ["description:"]
-    for i in range(levels):
-        item = f"*l{i - 1}" if i else "lol"
-        lines.append(f"  - &l{i} [{', '.join([item] * width)}]")
-    return "\n".join(lines) + "\n"
-
-
 BOMB_PLACES = {
     "kind": "kind: *l8\n",
     "name": "name: *l8\nsegments: [{distance_m: 100, grade_pct: 0}]\n",
@@ -354,7 +344,7 @@ def test_yaml_alias_bomb_is_rejected_fast_and_small(tmp_path, place):
     """9 ** 9 = 387 million leaves if expanded: must be refused in well under a second, with a short message and
     a few MB of memory at most (before the fix: tens of seconds and gigabytes spent building the message)."""
     path = tmp_path / "bomb.yaml"
-    path.write_text(_alias_bomb() + BOMB_PLACES[place])
+    path.write_text(alias_bomb() + BOMB_PLACES[place])
     tracemalloc.start()
     t0 = time.perf_counter()
     try:

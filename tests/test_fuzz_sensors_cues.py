@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from metronome.errors import InputError
 
-from test_fuzz_support import Hang, assert_one_line_error, budget, deadline, mutate_bytes, report
+from tests.support.fuzz import Hang, assert_one_line_error, budget, deadline, mutate_bytes, report
 
 sensors = pytest.importorskip("metronome.sensors", reason="metronome.sensors is not written yet")
 library = pytest.importorskip("cues.library", reason="cues.library is not written yet")
@@ -218,10 +218,10 @@ def test_library_deep_nesting_is_a_cue_error(tmp_path):
 
 
 def test_library_alias_bomb_is_fast(tmp_path):
-    from test_fuzz_profiles import _alias_bomb
+    from tests.support.fuzz import alias_bomb
 
     p = tmp_path / "lib.yaml"
-    p.write_text(_alias_bomb().replace("description:", "version:"))
+    p.write_text(alias_bomb().replace("description:", "version:"))
     t0 = time.perf_counter()
     with deadline(3.0):  # a Hang fails the test without waiting the ~10 s the repr takes today
         assert check_library(p) == "rejected"

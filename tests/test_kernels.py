@@ -11,7 +11,7 @@ from metronome.engine import ClipBank, Engine, EngineSettings, click_bank, defau
 from metronome.errors import InputError
 from metronome.tempo import TempoMap, TempoSettings, cadence_factor, target_cadence
 
-import naive
+from tests.support import naive
 
 SR = 48000
 BLOCK_SIZES = [1, 64, 65, 128, 8192, 8193]

@@ -9,7 +9,7 @@ from metronome.levels import LevelTracker, plateaus
 from metronome.sensors import FilterParams, GradeFilter, Reading
 from metronome.tempo import TempoSettings, grade_plateaus
 
-import naive
+from tests.support import naive
 
 
 def _course(seed, n, noise):

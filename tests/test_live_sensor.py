@@ -18,9 +18,9 @@ from metronome.engine import Engine, EngineSettings, LivePlayer, find_device, wa
 from metronome.sensors import SensorFeed, parse_sensor_url
 from metronome.tempo import TempoMap, TempoSettings, target_cadence
 
-import naive
-from jack_helpers import assert_underflows_explained, match_intervals
-from test_play_jack import jack_log_since, jack_log_size, jack_ports, require_jack
+from tests.support import naive
+from tests.support.jack import assert_underflows_explained, match_intervals
+from tests.test_play_jack import jack_log_since, jack_log_size, jack_ports, require_jack
 
 SR = 48000
 pytestmark = pytest.mark.jack

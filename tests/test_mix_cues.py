@@ -15,7 +15,7 @@ from metronome import _kernels as K
 from metronome.engine import ClipBank, Engine, EngineSettings, mix_levels, render
 from metronome.session import load_profile, plan_session
 
-import naive
+from tests.support import naive
 
 SR = 48000
 

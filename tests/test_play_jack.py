@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import naive
-from jack_helpers import assert_underflows_explained, clicks_equal, match_intervals
+from tests.support import naive
+from tests.support.jack import assert_underflows_explained, clicks_equal, match_intervals
 
 SR = 48000
 
@@ -107,7 +107,7 @@ def test_play_10s_on_jack_records_the_rendered_click_pattern(tmp_path):
     assert summary["played_s"] >= 13.9
     # Our callback's own time stays far inside the period (128 frames = 2.67 ms).
     assert summary["callback_p99_ms"] < 0.1 * 128 / SR * 1e3, summary  # p99: max includes preemption
-    # PortAudio's underflow flag also fires for the server's own late cycles on a loaded VM (see jack_helpers).
+    # PortAudio's underflow flag also fires for the server's own late cycles on a loaded VM (see tests/support/jack.py).
     if log_offset is not None:
         assert_underflows_explained(summary["underflows"], jack_log_since(log_offset))
     elif summary["underflows"]:
@@ -117,7 +117,7 @@ def test_play_10s_on_jack_records_the_rendered_click_pattern(tmp_path):
     x = x if x.ndim == 1 else x[:, 0]
     assert len(x) >= 10 * SR - 128
     # Best case (the recorder lost nothing): the recording is an exact slice of the offline render.  Otherwise the
-    # recorder missed whole periods (see jack_helpers): every click must still be the rendered one, at the
+    # recorder missed whole periods (see tests/support/jack.py): every click must still be the rendered one, at the
     # rendered interval, except for those whole-period gaps.
     rec_on = [o for o in naive.onsets(x) if o > 0]
     ref_on = naive.onsets(ref[:, 0])

@@ -12,7 +12,7 @@ import soundfile as sf
 from metronome.session import load_profile
 from metronome.tempo import TempoSettings, tempo_map_from_profile
 
-import naive
+from tests.support import naive
 
 SR = 48000
 COURSE = """\

@@ -24,7 +24,7 @@ from metronome.engine import ClipBank, Engine, EngineSettings, default_clicks, r
 from metronome.errors import InputError
 from metronome.tempo import TempoMap
 
-from test_fuzz_support import budget
+from tests.support.fuzz import budget
 
 SR = 8000
 HYP = dict(deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)

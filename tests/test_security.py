@@ -21,7 +21,7 @@ import pytest
 from metronome.errors import CueError, InputError, ProfileError, SensorError
 from profiles import load_profile
 
-from test_fuzz_support import deadline
+from tests.support.fuzz import deadline
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ["metronome", "profiles", "cues"]

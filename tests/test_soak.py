@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from jack_helpers import assert_underflows_explained
-from soak import soak
-from test_play_jack import jack_log_since, jack_log_size, require_jack
+from tests.support.jack import assert_underflows_explained
+from tests.support.soak import soak
+from tests.test_play_jack import jack_log_since, jack_log_size, require_jack
 
 pytestmark = pytest.mark.jack
 

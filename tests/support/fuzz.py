@@ -1,7 +1,5 @@
 """Shared helpers of the fuzz/safety/security suites (issue 7).  This module holds no tests.
 
-It is named ``test_fuzz_*`` only so that it sits with the suites that use it; pytest collects nothing from it.
-
 Budgets
 -------
 Every fuzz loop runs :func:`budget` cases: the default keeps the whole issue-7 suite under a few minutes on a
@@ -181,3 +179,14 @@ def fix_fit_crcs(data: bytes) -> bytes:
         b[12:14] = struct.pack("<H", compute_crc(b, start=0, end=12))
     b[-2:] = struct.pack("<H", compute_crc(b, start=0, end=len(b) - 2))
     return bytes(b)
+
+
+def alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """A "billion laughs" built from YAML anchors: ``width ** levels`` leaves if expanded, a few hundred bytes as
+    written.  PyYAML shares aliased nodes, so loading is cheap; what explodes is anything that walks or prints the
+    expanded value (``repr`` in an error message, ``copy.deepcopy``, JSON dumps...)."""
+    lines = ["description:"]
+    for i in range(levels):
+        item = f"*l{i - 1}" if i else "lol"
+        lines.append(f"  - &l{i} [{', '.join([item] * width)}]")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Test support: naive reference implementations, JACK helpers, fuzz budgets and the soak driver.  No tests here."""
