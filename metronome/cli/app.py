@@ -1,4 +1,4 @@
-"""``downbeat`` command line (contract in DESIGN.md: scripts and benchmarks depend on it).
+"""``downbeat`` command line (contract in docs/DESIGN.md: scripts and benchmarks depend on it).
 
 Exit codes: 0 ok, 2 bad input (one line on stderr, no traceback), 1 unexpected or device failure.
 """

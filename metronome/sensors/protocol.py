@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 # --------------------------------------------------------------------------------------------------------------
-# Protocol limits (DESIGN.md "Sensor protocol")
+# Protocol limits (docs/DESIGN.md "Sensor URLs and protocol")
 # --------------------------------------------------------------------------------------------------------------
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 47800
