@@ -12,7 +12,6 @@ numba cache by :func:`warm_kernels` before a stream opens.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import math
 import os
@@ -25,6 +24,8 @@ import numpy as np
 
 from . import _kernels as K
 from .errors import AudioDeviceError, InputError
+from . import outfiles
+from .outfiles import PARTIAL_SUFFIX, partial_prefix
 from .tempo import TempoMap
 
 FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
@@ -279,9 +280,16 @@ class Engine:
         self.st[K.ST_BPM] = float(tm.bpm_at(times[k]))
 
     # -- audio thread -----------------------------------------------------------------------------------------
-    def process(self, out: np.ndarray) -> None:
-        """Fill ``out`` (float32 [frames, channels]) through the kernel the live callback runs (offline renders)."""
-        K.process_block(out, *self._args)
+    def process(self, out: np.ndarray, blocksize: int | None = None) -> None:
+        """Fill ``out`` (float32 [frames, channels]) through the kernel the live callback runs (offline renders).
+
+        ``blocksize``: run the kernel on consecutive blocks of this many frames, as a device with that block size
+        would, in one compiled loop (see :func:`metronome._kernels.process_blocks`); default one block.
+        """
+        if blocksize is None or blocksize >= out.shape[0]:
+            K.process_block(out, *self._args)
+        else:
+            K.process_blocks(out, int(blocksize), *self._args)
 
     # -- control (one writer: the thread that owns the session) ----------------------------------------------
     def request_cue(self, clip: int, not_before_sample: int, deadline_sample: int | None = None) -> bool:
@@ -415,7 +423,8 @@ class AtomicOutput:
             raise InputError(f"{path}: folder {folder!r} does not exist")
         if os.path.isdir(self.path):
             raise InputError(f"{path}: is a directory")
-        fd, self.tmp = tempfile.mkstemp(prefix=".downbeat-", suffix=os.path.splitext(path)[1] + ".partial",
+        # The pid in the name lets the next render remove this file if the process is killed (outfiles).
+        fd, self.tmp = tempfile.mkstemp(prefix=partial_prefix(), suffix=os.path.splitext(path)[1] + PARTIAL_SUFFIX,
                                         dir=folder)
         os.close(fd)
 
@@ -431,6 +440,32 @@ class AtomicOutput:
             os.unlink(self.tmp)
         except FileNotFoundError:
             pass
+
+
+RENDER_CHUNK = 65536  # frames per Python round trip of a render (the default --blocksize)
+RENDER_MIN_BLOCK = 64  # smallest kernel block of a render (see render())
+
+
+def _sf_detail(f) -> str:
+    """libsndfile's full error text for an open file ("System error : No space left on device."): its exception
+    only says "System error."."""
+    try:
+        import soundfile as sf
+
+        return sf._ffi.string(sf._snd.sf_strerror(f._file)).decode("utf-8", "replace")
+    except Exception:
+        return ""
+
+
+def render_estimate(tempo_map: TempoMap, out_path: str, settings: EngineSettings = EngineSettings(), *,
+                    subtype: str | None = None, tail_s: float = 1.0,
+                    events_path: str | None = None) -> "outfiles.OutputEstimate":
+    """Size, length and render time of :func:`render` with these arguments, before any work (see outfiles)."""
+    fmt, sub = output_format(out_path, subtype, settings.samplerate)
+    total = tempo_map.end_sample + int(round(tail_s * settings.samplerate))
+    beats = total / settings.samplerate * float(np.max(tempo_map.bpm)) / 60.0
+    return outfiles.estimate(out_path, fmt, sub, total, settings.samplerate, settings.channels, beats=beats,
+                             events=bool(events_path))
 
 
 @dataclass
@@ -464,11 +499,13 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
     """
     import soundfile as sf
 
-    fmt, sub = output_format(out_path, subtype, settings.samplerate)
     if not (1 <= blocksize <= 1 << 20):
         raise InputError(f"--blocksize: {blocksize!r} is outside 1..1048576")
     if events_path and os.path.abspath(events_path) == os.path.abspath(out_path):
         raise InputError(f"--events: {events_path!r} is the audio output file; give the events CSV its own name")
+    est = render_estimate(tempo_map, out_path, settings, subtype=subtype, tail_s=tail_s, events_path=events_path)
+    _, sub = output_format(out_path, subtype, settings.samplerate)
+    outfiles.check_free_space({out_path: est.audio_bytes, **({events_path: est.events_bytes} if events_path else {})})
     total = tempo_map.end_sample + int(round(tail_s * settings.samplerate))
     engine = Engine(tempo_map, settings, bank, stop_beats_at=tempo_map.end_sample)
     # Time order: the kernel serves the ring head first, so an out-of-order request would hold back the others.
@@ -485,46 +522,90 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
     t0 = time.perf_counter()
     beats = cues = dropped = 0
     kept = []
+    # Python hands the kernel RENDER_CHUNK frames at a time, a whole number of blocks, and the kernel runs blocks
+    # of ``blocksize`` inside one compiled loop: a tiny block no longer costs a Python round trip and a libsndfile
+    # write each (--blocksize 1 took ~2000x the default's time).  Below RENDER_MIN_BLOCK frames the kernel's own
+    # per-call cost (~0.3 us) would still make a render ~20x slower, for the same bits: the output does not depend
+    # on the block size (tests/test_kernels.py checks blocks of 1, 64, 65, 128, 8192, 8193 through
+    # Engine.process), so smaller values run as RENDER_MIN_BLOCK (benchmarks/README.md, section 7).
+    kernel_block = max(blocksize, RENDER_MIN_BLOCK)
+    chunk = kernel_block * max(1, RENDER_CHUNK // kernel_block)
+    f = ef = None
     try:
-        buf = np.zeros((blocksize, settings.channels), dtype=np.float32)
+        buf = np.zeros((chunk, settings.channels), dtype=np.float32)
         # PCM_16: convert in the kernel layer and give libsndfile shorts (identical bytes, several times faster).
-        pcm = np.zeros((blocksize, settings.channels), dtype=np.int16) if sub == "PCM_16" else None
-        with sf.SoundFile(outs[0].tmp, "w", samplerate=settings.samplerate, channels=settings.channels,
-                          format=fmt, subtype=sub) as f, \
-                (open(outs[1].tmp, "w", newline="") if events_path else contextlib.nullcontext()) as ef:
-            writer = csv.writer(ef) if events_path else None
-            if writer:
+        pcm = np.zeros((chunk, settings.channels), dtype=np.int16) if sub == "PCM_16" else None
+        try:
+            f = sf.SoundFile(outs[0].tmp, "w", samplerate=settings.samplerate, channels=settings.channels,
+                             format=est.container, subtype=sub)
+        except (sf.LibsndfileError, OSError) as exc:
+            raise outfiles.write_error(out_path, exc) from None
+        writer = None
+        if events_path:
+            try:
+                ef = open(outs[1].tmp, "w", newline="")
+                writer = csv.writer(ef)
                 writer.writerow(["kind", "sample", "time_s", "bpm", "clip"])
-            done = 0
-            ri = 0
-            while done < total:
-                n = min(blocksize, total - done)
-                # Queue every cue that could start in this block (it waits in the ring for its beat otherwise).
-                ri = engine.queue_cues(requests, ri, done + n)
-                view = buf[:n]
-                engine.process(view)
+            except OSError as exc:
+                raise outfiles.write_error(events_path, exc) from None
+        done = 0
+        ri = 0
+        while done < total:
+            n = min(chunk, total - done)
+            # Queue every cue that could start in this chunk (it waits in the ring for its beat otherwise).
+            ri = engine.queue_cues(requests, ri, done + n)
+            view = buf[:n]
+            engine.process(view, kernel_block)
+            try:
                 if pcm is not None:
                     K.to_pcm16(view, pcm[:n])
                     f.write(pcm[:n])
                 else:
                     f.write(view)
-                for ev in engine.drain_events():
-                    if ev.kind == "beat":
-                        beats += 1
-                    elif ev.kind == "cue":
-                        cues += 1
-                    else:
-                        dropped += 1
-                    if writer:
-                        writer.writerow([ev.kind, ev.sample, f"{ev.time_s:.6f}", f"{ev.bpm:.4f}", ev.clip])
-                    if keep_events:
-                        kept.append(ev)
-                done += n
-                if progress is not None:
-                    progress(done, total)
+            except (sf.LibsndfileError, OSError) as exc:
+                raise outfiles.write_error(out_path, exc, _sf_detail(f)) from None
+            rows = []
+            for ev in engine.drain_events():
+                if ev.kind == "beat":
+                    beats += 1
+                elif ev.kind == "cue":
+                    cues += 1
+                else:
+                    dropped += 1
+                if writer:
+                    rows.append([ev.kind, ev.sample, f"{ev.time_s:.6f}", f"{ev.bpm:.4f}", ev.clip])
+                if keep_events:
+                    kept.append(ev)
+            if rows:
+                try:
+                    writer.writerows(rows)
+                except OSError as exc:
+                    raise outfiles.write_error(events_path, exc) from None
+            done += n
+            if progress is not None:
+                progress(done, total)
+        try:
+            f.close()  # writes the header (WAV sizes, FLAC STREAMINFO): may fail on a full disk too
+        except (sf.LibsndfileError, OSError) as exc:
+            raise outfiles.write_error(out_path, exc, _sf_detail(f)) from None
+        if ef is not None:
+            try:
+                ef.close()
+            except OSError as exc:
+                raise outfiles.write_error(events_path, exc) from None
+        # Read the length back: a file that is shorter than what was rendered must never be reported as written.
+        got = sf.info(outs[0].tmp).frames
+        if got != total:
+            raise InputError(f"{out_path}: the file holds {got} of the {total} frames rendered; nothing was written")
         for o in outs:
             o.commit()
     except BaseException:
+        for h in (f, ef):
+            try:
+                if h is not None:
+                    h.close()
+            except Exception:
+                pass
         for o in outs:
             o.abort()
         raise
