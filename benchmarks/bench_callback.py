@@ -6,7 +6,7 @@ Not a test (pytest does not collect it).  Run::
     python3 benchmarks/bench_callback.py --seconds 600 --periods 128 --only-loaded   # the README's 10-minute run
 
 For each period P, two private dummy servers run side by side (``jackd -n NAME -d dummy -r 48000 -p P``): one
-with ``downbeat``'s :class:`~metronome.engine.LivePlayer` (blocksize P) and one with no client at all, the
+with ``downbeat``'s :class:`~metronome.player.LivePlayer` (blocksize P) and one with no client at all, the
 baseline for the dummy driver's own timer xruns on this VM.  Each pair runs idle, then with two CPU burners
 (processes spinning numpy at normal priority, one per core).
 
@@ -45,8 +45,10 @@ def child_main(seconds: float, blocksize: int) -> dict:
     faulthandler.dump_traceback_later(seconds + 120.0, exit=True)
 
     from metronome import _kernels as K
-    from metronome.engine import (TIMING_RING, Engine, EngineSettings, LivePlayer, find_device, freeze_kernels,
-                                  warm_kernels)
+    from metronome.devices import find_device
+    from metronome.engine import TIMING_RING, Engine, freeze_kernels, warm_kernels
+    from metronome.mix import EngineSettings
+    from metronome.player import LivePlayer
     from metronome.tempo import TempoMap
 
     warm_kernels(SAMPLERATE, 2)

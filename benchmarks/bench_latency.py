@@ -7,7 +7,7 @@ Not a test (pytest does not collect it).  Run::
 
 Method (a loopback inside the JACK graph: the dummy driver has no physical loop from playback to capture)
 -----------------------------------------------------------------------------------------------------------
-One process, on a private dummy server with period P, holds Downbeat's :class:`~metronome.engine.LivePlayer`
+One process, on a private dummy server with period P, holds Downbeat's :class:`~metronome.player.LivePlayer`
 (PortAudio's JACK client, port ``PortAudio:out_0``) and a probe JACK client whose input port is connected to
 that output.  JACK runs a client only after the clients feeding it have finished the cycle, so the probe sees
 each cycle's output in the cycle it was produced.  In its process callback the probe stores, per cycle:
@@ -45,7 +45,10 @@ def child_main(seconds: float, blocksize: int) -> dict:
     import numpy as np
 
     from metronome import _kernels as K
-    from metronome.engine import Engine, EngineSettings, LivePlayer, find_device, freeze_kernels, warm_kernels
+    from metronome.devices import find_device
+    from metronome.engine import Engine, freeze_kernels, warm_kernels
+    from metronome.mix import EngineSettings
+    from metronome.player import LivePlayer
     from metronome.tempo import TempoMap
 
     warm_kernels(SAMPLERATE, 2)

@@ -14,7 +14,7 @@ What is timed (every figure says which):
 
 * ``klick``: the whole ``klick -f map.txt -W out.wav`` process (C++; no interpreter start-up to speak of).
 * ``downbeat process``: the whole child, interpreter + imports + numba cache load + render to file.
-* ``downbeat render()``: only the :func:`metronome.engine.render` call (kernel + libsndfile + event drain).
+* ``downbeat render()``: only the :func:`metronome.render.render` call (kernel + libsndfile + event drain).
 * ``downbeat kernel``: only :meth:`Engine.process` over the session, 8192-frame blocks, no file (mono and stereo).
 * ``downbeat int16 write (prototype)``: kernel + numpy float->int16 + libsndfile ``short`` write: what render()
   would cost if it converted to PCM_16 itself (the fix this benchmark suggests; checked bit-identical below).
@@ -110,7 +110,7 @@ def numpy_click_track(tm, channels: int = 1, tail_frames: int = 0, accent_every:
     beats (equivalent to ``np.add.at``, correct even if clicks overlapped, and ~50x faster).  Gains are unity and
     the default clicks peak below the -6 dBFS ceiling, so the limiter never engages and the mix is the plain sum.
     """
-    from metronome.engine import default_clicks
+    from metronome.mix import default_clicks
 
     sr = float(tm.samplerate)
     s, b, ph = tm.sample, tm.bpm, tm.phase
@@ -161,7 +161,9 @@ def to_pcm16(x: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------------------------
 def child_main(mode: str, spec: dict, out_path: str) -> dict:
     t_start = time.perf_counter()
-    from metronome.engine import Engine, EngineSettings, render, warm_kernels
+    from metronome.engine import Engine, warm_kernels
+    from metronome.mix import EngineSettings
+    from metronome.render import render
 
     import soundfile as sf
 
@@ -231,7 +233,9 @@ def child_main(mode: str, spec: dict, out_path: str) -> dict:
 # ------------------------------------------------------------------------------------------------------------------
 def verify(entries, channels: int = 1) -> dict:
     """numpy baseline vs Downbeat's kernel (max abs difference) and the int16 prototype vs render()'s file."""
-    from metronome.engine import Engine, EngineSettings, render, warm_kernels
+    from metronome.engine import Engine, warm_kernels
+    from metronome.mix import EngineSettings
+    from metronome.render import render
 
     import soundfile as sf
 

@@ -363,6 +363,25 @@ def process_block(out, st, ctl, map_sample, map_bpm, map_phase, samplerate,
     st[ST_POS] = float(pos + frames)
 
 
+
+@njit(cache=True, nogil=True)
+def process_blocks(out, blocksize, st, ctl, map_sample, map_bpm, map_phase, samplerate,
+                   bank, clip_off, clip_len, voices, cue_q, cue_idx, events, ev_idx,
+                   duck_coef, release_coef, gain_coef):
+    """:func:`process_block` over ``out`` in consecutive blocks of ``blocksize`` frames (the last may be shorter).
+
+    Exactly the calls a driver looping in Python would make, without a Python round trip per block: an offline
+    render with a device-sized block (even 1 frame) runs at the speed of a large one and stays bit-identical.
+    """
+    frames = out.shape[0]
+    i = 0
+    while i < frames:
+        n = min(blocksize, frames - i)
+        process_block(out[i:i + n], st, ctl, map_sample, map_bpm, map_phase, samplerate,
+                      bank, clip_off, clip_len, voices, cue_q, cue_idx, events, ev_idx,
+                      duck_coef, release_coef, gain_coef)
+        i += n
+
 # --------------------------------------------------------------------------------------------------------------
 # The PortAudio callback as a C function (numba cfunc): the audio thread never enters the Python interpreter.
 #

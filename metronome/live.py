@@ -1,4 +1,4 @@
-"""Live session: the main-thread loop around a :class:`~metronome.engine.LivePlayer`.
+"""Live session: the main-thread loop around a :class:`~metronome.player.LivePlayer`.
 
 Threads: the PortAudio callback (runs the kernel), an optional sensor thread (writes one control slot), and the
 main thread, which feeds cue requests into the SPSC ring ahead of time, drains the kernel's event ring, draws
@@ -13,7 +13,10 @@ import time
 
 
 from ._kernels import CT_TARGET_BPM
-from .engine import Engine, EngineSettings, LivePlayer, click_bank, find_device, freeze_kernels, warm_kernels
+from .devices import find_device
+from .engine import Engine, freeze_kernels, warm_kernels
+from .mix import EngineSettings, click_bank
+from .player import LivePlayer
 from .errors import AudioDeviceError
 from .tempo import TempoMap
 
@@ -56,7 +59,7 @@ def _device_available(device) -> bool:
     server (its JACK teardown blocks on a mutex forever) and cannot rescan."""
     import subprocess
 
-    code = "import sys; from metronome.engine import find_device; find_device(sys.argv[1] if len(sys.argv) > 1 else None)"
+    code = "import sys; from metronome.devices import find_device; find_device(sys.argv[1] if len(sys.argv) > 1 else None)"
     try:
         r = subprocess.run([sys.executable, "-c", code, *([device] if device else [])], capture_output=True,
                            timeout=15)
@@ -107,6 +110,56 @@ def _strip_resume_args(argv):
     return out
 
 
+# An upper bound for a resume position before the session is planned: 400 h at 384 kHz, more than any session
+# lasts (the longest valid course, 1000 km, is ~92 h at the default pace).  The exact bound, the session's own
+# length, is checked once the tempo map exists.
+MAX_RESUME_SAMPLES = 400 * 3600 * 384000
+RESUME_COUNTERS = ("beats", "cues", "cues_dropped", "underflows", "reconnects")
+MAX_COUNT = 2 ** 53  # exact in a float, and far more than any session counts
+
+
+def parse_resume(resume_at, env_text) -> dict:
+    """Validate the hand-over of ``--reconnect`` (``--resume-at`` + the ``DOWNBEAT_RESUME`` JSON).
+
+    Returns ``{"counters": {...}, "bpm": float or None}``; raises InputError naming the bad field.  Both come from
+    the process environment, so they are checked like any other input (a huge position would allocate its beat
+    grid, bad JSON would be a traceback).
+    """
+    from .errors import InputError
+    from .safeyaml import short
+
+    if isinstance(resume_at, bool) or not isinstance(resume_at, int) or not 0 <= resume_at <= MAX_RESUME_SAMPLES:
+        raise InputError(f"--resume-at: {short(resume_at)} is not a sample position in 0..{MAX_RESUME_SAMPLES}")
+    if env_text is None or not env_text.strip():
+        return {"counters": {}, "bpm": None}
+    import json
+
+    try:
+        data = json.loads(env_text)
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"DOWNBEAT_RESUME: not valid JSON ({' '.join(str(exc).split())[:80]})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"DOWNBEAT_RESUME: expected a JSON object, got {short(data)}")
+    unknown = sorted(set(data) - {"counters", "bpm"})
+    if unknown:
+        raise InputError(f"DOWNBEAT_RESUME: unknown key {short(unknown[0])} (known: counters, bpm)")
+    counters = data.get("counters", {})
+    if not isinstance(counters, dict):
+        raise InputError(f"DOWNBEAT_RESUME: counters: expected an object, got {short(counters)}")
+    for key, value in counters.items():
+        if key not in RESUME_COUNTERS:
+            raise InputError(f"DOWNBEAT_RESUME: counters: unknown key {short(key)} "
+                             f"(known: {', '.join(RESUME_COUNTERS)})")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+            raise InputError(f"DOWNBEAT_RESUME: counters.{key}: {short(value)} is not an integer in 0..{MAX_COUNT}")
+    bpm = data.get("bpm")
+    if bpm is not None:
+        if isinstance(bpm, bool) or not isinstance(bpm, (int, float)) or not (math.isfinite(bpm) and 1 <= bpm <= 1000):
+            raise InputError(f"DOWNBEAT_RESUME: bpm: {short(bpm)} is not a tempo in 1..1000 steps/min")
+        bpm = float(bpm)
+    return {"counters": dict(counters), "bpm": bpm}
+
+
 def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocksize=0, duration=None, quiet=False,
              base_cadence=None, samplerate=48000, upper_cap=1.08, volume_db=0.0, ceiling_db=-6.0, accent_every=4,
              flat_pace=None, no_cues=False, voice_pack=None, reconnect=False, status_stream=None, on_ready=None,
@@ -117,6 +170,9 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
     """
     from .session import load_profile, plan_session, tempo_settings_for
 
+    import os
+
+    resume = parse_resume(resume_at, os.environ.pop("DOWNBEAT_RESUME", None)) if resume_at is not None else {}
     es = EngineSettings(samplerate=samplerate, channels=2, ceiling_dbfs=ceiling_db, volume_db=volume_db,
                         accent_every=accent_every)
     spec = None
@@ -162,12 +218,11 @@ def run_play(*, profile=None, sensor=None, listen_any=False, device=None, blocks
     for w in warnings:
         print(f"downbeat: warning: {w}", file=sys.stderr)
 
-    resume = {}
     if resume_at is not None:
-        import json
-        import os
+        if resume_at > tm.end_sample + samplerate:
+            from .errors import InputError
 
-        resume = json.loads(os.environ.pop("DOWNBEAT_RESUME", "{}") or "{}")
+            raise InputError(f"--resume-at: {resume_at} is past the end of this session ({tm.end_sample} samples)")
         engine.seek(int(resume_at), resume.get("bpm"))
     warm_s = warm_kernels(samplerate, es.channels)
     freeze_kernels()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .engine import ClipBank, EngineSettings, click_bank
+from .mix import ClipBank, EngineSettings, click_bank
 from .tempo import TempoMap, TempoSettings, tempo_map_from_profile
 
 DEFAULT_PROFILE = "demo-descent"

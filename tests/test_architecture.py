@@ -21,9 +21,9 @@ MAX_MODULE_LINES = 700
 #: (module prefix, layer); the longest matching prefix wins.  A module may import its own layer or lower ones.
 LAYERS = (
     ("metronome.errors", 0), ("metronome.safeyaml", 0), ("metronome.levels", 0), ("metronome.limits", 0),
-    ("metronome", 0),  # the package __init__ (empty)
+    ("metronome.mix", 2), ("metronome.outfiles", 4), ("metronome.entry", 7),
     ("metronome._kernels", 1), ("cues", 1), ("profiles", 1),
-    ("metronome.tempo", 2), ("metronome.clips", 2),
+    ("metronome.tempo", 2),
     ("metronome.engine", 3),
     ("metronome.render", 4), ("metronome.player", 4), ("metronome.devices", 4), ("metronome.sensors", 4),
     ("metronome.follower", 4), ("metronome.history", 4), ("metronome.latency", 4),
@@ -43,6 +43,8 @@ def _modules():
 
 
 def _layer(module: str) -> int:
+    if module in PACKAGES:
+        return 0  # a package's __init__ (empty, or re-exports checked as its own module below)
     best, layer = -1, None
     for prefix, rank in LAYERS:
         if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:

@@ -11,24 +11,11 @@ import uuid
 
 import pytest
 
+from tests.support.jack import start_server
+
 pytestmark = pytest.mark.jack
 
 COURSE = "segments: [{distance_m: 200, grade_pct: 0}, {distance_m: 300, grade_pct: -10}]"
-
-
-def start_server(name, attempts=3):
-    """Start a named JACK dummy server; retry if jackd dies on start (a loaded machine, a stale shm segment)."""
-    log = ""
-    for _ in range(attempts):
-        proc = subprocess.Popen(["jackd", "-n", name, "-d", "dummy", "-r", "48000", "-p", "256"],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        r = subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], capture_output=True, text=True)
-        if r.returncode == 0:
-            return proc
-        proc.terminate()
-        log = proc.communicate()[0]
-        time.sleep(1.0)
-    raise AssertionError(f"jackd -n {name} did not start: {log[-800:]}")
 
 
 @pytest.fixture()

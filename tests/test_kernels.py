@@ -7,7 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from metronome import _kernels as K
-from metronome.engine import ClipBank, Engine, EngineSettings, click_bank, default_clicks
+from metronome.engine import Engine
+from metronome.mix import ClipBank, EngineSettings, click_bank, default_clicks
 from metronome.errors import InputError
 from metronome.tempo import TempoMap, TempoSettings, cadence_factor, target_cadence
 

@@ -14,7 +14,10 @@ import pytest
 import soundfile as sf
 
 from metronome import _kernels as K
-from metronome.engine import Engine, EngineSettings, LivePlayer, find_device, warm_kernels
+from metronome.devices import find_device
+from metronome.engine import Engine, warm_kernels
+from metronome.mix import EngineSettings
+from metronome.player import LivePlayer
 from metronome.sensors import SensorFeed, parse_sensor_url
 from metronome.tempo import TempoMap, TempoSettings, target_cadence
 

@@ -12,7 +12,9 @@ import pytest
 import soundfile as sf
 
 from metronome import _kernels as K
-from metronome.engine import ClipBank, Engine, EngineSettings, mix_levels, render
+from metronome.engine import Engine
+from metronome.mix import ClipBank, EngineSettings, mix_levels
+from metronome.render import render
 from metronome.session import load_profile, plan_session
 
 from tests.support import naive

@@ -20,7 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from metronome import _kernels as K
-from metronome.engine import ClipBank, Engine, EngineSettings, default_clicks, render
+from metronome.engine import Engine
+from metronome.mix import ClipBank, EngineSettings, default_clicks
+from metronome.render import render
 from metronome.errors import InputError
 from metronome.tempo import TempoMap
 

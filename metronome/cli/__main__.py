@@ -1,6 +1,5 @@
-"""``python -m metronome.cli``: the same entry point as the ``downbeat`` console script."""
+"""``python -m metronome.cli``: the same Ctrl-C-safe start-up as the ``downbeat`` console script."""
 
-from .app import main
+from metronome.entry import main
 
-if __name__ == "__main__":
-    main()
+main()

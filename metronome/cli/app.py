@@ -97,7 +97,7 @@ def common_options(f):
 
 def _plan(profile_spec, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues,
           voice_pack, channels=2, flat_pace=None):
-    from metronome.engine import EngineSettings
+    from metronome.mix import EngineSettings
     from metronome.session import load_profile, plan_session, tempo_settings_for
 
     profile = load_profile(profile_spec, flat_pace=flat_pace)
@@ -117,7 +117,7 @@ def _plan(profile_spec, base_cadence, samplerate, upper_cap, volume_db, ceiling_
 @click.option("--events", "events", type=click.Path(dir_okay=False), default=None,
               help="CSV of every scheduled event: kind, sample, time_s, bpm, clip.")
 @click.option("--blocksize", type=int, default=65536, show_default=True,
-              help="Frames per kernel call (the output is bit-identical for any value).")
+              help="Frames per kernel call, at least 64 (the output is bit-identical for any value).")
 @click.option("--channels", type=int, default=2, show_default=True)
 @click.option("--subtype", default=None, help="PCM_16 (default), PCM_24, FLOAT (WAV), VORBIS (OGG).")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
@@ -126,11 +126,25 @@ def _plan(profile_spec, base_cadence, samplerate, upper_cap, volume_db, ceiling_
 def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, base_cadence, samplerate, upper_cap,
            volume_db, ceiling_db, accent_every, flat_pace, no_cues, voice_pack):
     """Render PROFILE (a file or a bundled name) to an audio file, through the same kernel as `play`."""
-    from metronome.engine import output_format, render as do_render, warm_kernels
+    from metronome import outfiles
+    from metronome.engine import warm_kernels
+    from metronome.render import output_format, render as do_render, render_estimate
 
     output_format(out, subtype, samplerate)  # validate flags before any work
+    # Never write over what this session reads (--events course.yaml turned the course into a CSV).
+    outfiles.refuse_overwriting_inputs([("--output", out), ("--events", events)],
+                                       outfiles.input_files(profile, voice_pack))
+    for folder in sorted({os.path.dirname(os.path.abspath(p)) for p in (out, events) if p}):
+        for line in outfiles.clean_stale_partials(folder):
+            click.echo(f"downbeat: {line}", err=True)
     plan = _plan(profile, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues,
                  voice_pack, channels, flat_pace)
+    est = render_estimate(plan.tempo_map, out, plan.engine_settings, subtype=subtype, events_path=events)
+    outfiles.check_free_space({out: est.audio_bytes, **({events: est.events_bytes} if events else {})})
+    for w in est.warnings:
+        click.echo(f"downbeat: warning: {w}", err=True)
+    if est.large and not quiet:
+        click.echo(f"downbeat: note: {est.note(out)}", err=True)
     warm_kernels(samplerate, channels)
     progress = None
     bar = None
@@ -179,9 +193,20 @@ def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_jso
          resume_at, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, flat_pace, no_cues,
          voice_pack):
     """Play PROFILE live on an audio device (default: the bundled demo descent)."""
-    from metronome.engine import NoOutputDevice, find_device
-    from metronome.live import run_play
+    from metronome.devices import NoOutputDevice, find_device
+    from metronome.live import parse_resume, run_play
 
+    # Every flag is checked before deciding anything, the fallback render included.
+    if blocksize < 0 or blocksize > 65536:
+        raise InputError(f"--blocksize: {blocksize!r} is outside 0..65536")
+    if duration is not None and not (0 < duration < 24 * 3600):
+        raise InputError(f"--duration: {duration!r} is outside (0, 86400) seconds")
+    if sensor is not None:
+        from metronome.sensors import parse_sensor_url
+
+        parse_sensor_url(sensor, listen_any=listen_any)
+    if resume_at is not None:
+        parse_resume(resume_at, os.environ.get("DOWNBEAT_RESUME"))
     if fallback_render is not None:
         try:
             find_device(device)
@@ -196,10 +221,6 @@ def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_jso
                        flat_pace=flat_pace, no_cues=no_cues, voice_pack=voice_pack)
             return
 
-    if blocksize < 0 or blocksize > 65536:
-        raise InputError(f"--blocksize: {blocksize!r} is outside 0..65536")
-    if duration is not None and not (0 < duration < 24 * 3600):
-        raise InputError(f"--duration: {duration!r} is outside (0, 86400) seconds")
     if profile is None and sensor is None:
         profile = "demo-descent"
     summary = run_play(profile=profile, sensor=sensor, listen_any=listen_any, device=device, blocksize=blocksize,
@@ -223,7 +244,7 @@ def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_jso
 def _exit_now_if_wedged(code):
     """A stream on a dead server cannot be closed, and PortAudio's atexit teardown would block on it forever:
     flush and leave without it."""
-    from metronome.engine import any_stream_wedged
+    from metronome.player import any_stream_wedged
 
     if any_stream_wedged():
         sys.stdout.flush()
@@ -269,8 +290,12 @@ def main(argv=None):
     # SIGTERM (kill, systemd, timeout) unwinds like Ctrl-C, so renders remove their temporary files and live
     # sessions fade out and print their summary.
     signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C raises KeyboardInterrupt again (the console entry point exits quietly on it while importing).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        cli.main(args=argv, prog_name="downbeat", standalone_mode=False)
+        # Under standalone_mode=False click *returns* the code of a `raise click.exceptions.Exit(n)` (play's
+        # device failures, doctor) instead of raising: it must become the exit status, not be dropped.
+        rv = cli.main(args=argv, prog_name="downbeat", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort as exc:
@@ -294,8 +319,5 @@ def main(argv=None):
         name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         click.echo(f"downbeat: error: {name}{exc.strerror or exc}", err=True)
         sys.exit(2)
-    sys.exit(0)
+    sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
 
-
-if __name__ == "__main__":
-    main()

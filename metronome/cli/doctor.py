@@ -125,7 +125,9 @@ def _probe_engine() -> dict:
         cache_dir = str(K.process_block._cache._cache_path)  # numba internals: best effort, only for the report
     except AttributeError:
         cache_dir = None
-    from metronome.engine import EngineSettings, render, warm_kernels
+    from metronome.engine import warm_kernels
+    from metronome.mix import EngineSettings
+    from metronome.render import render
     from metronome.tempo import TempoMap
 
     warm_s = warm_kernels(48000, 2)

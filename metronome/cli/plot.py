@@ -268,10 +268,15 @@ def write_png(profile: Profile, settings: TempoSettings, path, cue_markers=None)
         with os.fdopen(fd, "wb") as f:
             fig.savefig(f, format="png")
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):  # a full disk: name the file (the bare OSError names nothing)
+            from metronome.outfiles import write_error
+
+            err = write_error(path, exc)
+            raise type(err)(f"--png: {err}") from None
         raise
     return dest

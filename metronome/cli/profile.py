@@ -82,7 +82,7 @@ def cue_timeline(profile: Profile, settings: TempoSettings, *, voice_pack=None,
         One dict per cue in time order: ``time_s``, ``distance_m``, ``cue_id``, ``text``, ``trigger``;
         ``warnings`` says why there are no cues (e.g. espeak-ng missing).
     """
-    from metronome.engine import EngineSettings
+    from metronome.mix import EngineSettings
     from metronome.session import plan_session
 
     plan = plan_session(profile, settings, EngineSettings(samplerate=samplerate), cues=True, voice_pack=voice_pack)
@@ -122,6 +122,10 @@ def show(profile_spec, png, base_cadence, flat_pace, no_cues, voice_pack, quiet,
     Bundled profiles: see `downbeat profile list`.
     """
     flat = pace.parse_pace(flat_pace) if flat_pace is not None else None
+    if png:
+        from metronome.outfiles import input_files, refuse_overwriting_inputs
+
+        refuse_overwriting_inputs([("--png", png)], input_files(profile_spec, voice_pack))
     prof = load_profile(profile_spec, flat_pace_s_per_km=flat)
     if base_cadence is not None and not np.isfinite(base_cadence):
         raise InputError(f"--base-cadence: {base_cadence!r} is not a number")

@@ -8,7 +8,25 @@ server as xruns; a wrong click time computed by Downbeat would differ by anythin
 So the comparison accepts whole-period differences only, and the callers bound their number by the server's log.
 """
 
+import subprocess
+import time
+
 import numpy as np
+
+
+def start_server(name, attempts=3):
+    """Start a named JACK dummy server; retry if jackd dies on start (a loaded machine, a stale shm segment)."""
+    log = ""
+    for _ in range(attempts):
+        proc = subprocess.Popen(["jackd", "-n", name, "-d", "dummy", "-r", "48000", "-p", "256"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        r = subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], capture_output=True, text=True)
+        if r.returncode == 0:
+            return proc
+        proc.terminate()
+        log = proc.communicate()[0]
+        time.sleep(1.0)
+    raise AssertionError(f"jackd -n {name} did not start: {log[-800:]}")
 
 
 def match_intervals(rec_onsets, ref_onsets, period, allow_longer=False):

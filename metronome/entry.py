@@ -1,0 +1,25 @@
+"""The ``downbeat`` console script, kept tiny so it runs before the heavy imports.
+
+Importing click, numpy, numba and matplotlib takes most of a second; Ctrl-C in that window used to print a
+20-line ``KeyboardInterrupt`` traceback.  Until :func:`metronome.cli.main` takes over (and restores Python's own
+SIGINT handler so renders can remove their temporary files), Ctrl-C just ends the process: nothing has been written
+yet, so there is nothing to clean up.
+"""
+
+import os
+import signal
+
+
+def _interrupted_while_starting(signum, frame):
+    try:
+        os.write(2, b"downbeat: interrupted\n")
+    finally:
+        os._exit(130)  # 128 + SIGINT, as a shell reports it
+
+
+def main(argv=None):
+    """Install the start-up SIGINT handler, import the CLI, run it."""
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+    from metronome.cli import main as cli_main
+
+    cli_main(argv)

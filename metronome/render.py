@@ -1,0 +1,251 @@
+"""Offline render: a tempo map (+ planned cues) through the engine into an audio file, atomically.
+
+Same kernel, same control logic as live play: a render is bit-identical to what the device would have played.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _kernels as K
+from . import outfiles
+from .errors import InputError
+from .outfiles import PARTIAL_SUFFIX, partial_prefix
+from .tempo import TempoMap
+from .engine import Engine
+from .mix import ClipBank, EngineSettings
+
+FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
+SUBTYPES = ("PCM_16", "PCM_24", "FLOAT", "VORBIS")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Offline render
+# ------------------------------------------------------------------------------------------------------------------
+MAX_VORBIS_SAMPLERATE = 192000  # libvorbis refuses more, and libsndfile crashes trying
+
+
+def output_format(path: str, subtype: str | None = None, samplerate: int | None = None) -> tuple[str, str]:
+    """(format, subtype) for an output path; InputError for anything libsndfile cannot write."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in FORMATS:
+        raise InputError(f"{path}: unsupported output format {ext or '(none)'!r}; use .wav, .flac or .ogg")
+    fmt, default = FORMATS[ext]
+    sub = (subtype or default).upper()
+    if sub not in SUBTYPES:
+        raise InputError(f"--subtype: {subtype!r} is not one of {', '.join(SUBTYPES)}")
+    if (fmt == "OGG") != (sub == "VORBIS") or (fmt == "FLAC" and sub == "FLOAT"):
+        raise InputError(f"--subtype: {sub} cannot be written to a {ext} file")
+    if fmt == "OGG" and samplerate is not None and samplerate > MAX_VORBIS_SAMPLERATE:
+        raise InputError(f"--samplerate: {samplerate} is above {MAX_VORBIS_SAMPLERATE} Hz, the most an .ogg "
+                         "(Vorbis) file can hold; use .wav or .flac")
+    return fmt, sub
+
+
+class AtomicOutput:
+    """Write to a temporary file beside ``path``; move it into place only on success.
+
+    So a failed or interrupted render leaves no partial file and never clobbers an existing good one.
+    """
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)
+        folder = os.path.dirname(self.path)
+        if not os.path.isdir(folder):
+            raise InputError(f"{path}: folder {folder!r} does not exist")
+        if os.path.isdir(self.path):
+            raise InputError(f"{path}: is a directory")
+        # The pid in the name lets the next render remove this file if the process is killed (outfiles).
+        fd, self.tmp = tempfile.mkstemp(prefix=partial_prefix(), suffix=os.path.splitext(path)[1] + PARTIAL_SUFFIX,
+                                        dir=folder)
+        os.close(fd)
+
+    def commit(self):
+        # mkstemp makes the file owner-only; a finished track should get the usual permissions (umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)
+        os.replace(self.tmp, self.path)
+
+    def abort(self):
+        try:
+            os.unlink(self.tmp)
+        except FileNotFoundError:
+            pass
+
+
+RENDER_CHUNK = 65536  # frames per Python round trip of a render (the default --blocksize)
+RENDER_MIN_BLOCK = 64  # smallest kernel block of a render (see render())
+
+
+def _sf_detail(f) -> str:
+    """libsndfile's full error text for an open file ("System error : No space left on device."): its exception
+    only says "System error."."""
+    try:
+        import soundfile as sf
+
+        return sf._ffi.string(sf._snd.sf_strerror(f._file)).decode("utf-8", "replace")
+    except Exception:
+        return ""
+
+
+def render_estimate(tempo_map: TempoMap, out_path: str, settings: EngineSettings = EngineSettings(), *,
+                    subtype: str | None = None, tail_s: float = 1.0,
+                    events_path: str | None = None) -> "outfiles.OutputEstimate":
+    """Size, length and render time of :func:`render` with these arguments, before any work (see outfiles)."""
+    fmt, sub = output_format(out_path, subtype, settings.samplerate)
+    total = tempo_map.end_sample + int(round(tail_s * settings.samplerate))
+    beats = total / settings.samplerate * float(np.max(tempo_map.bpm)) / 60.0
+    return outfiles.estimate(out_path, fmt, sub, total, settings.samplerate, settings.channels, beats=beats,
+                             events=bool(events_path))
+
+
+@dataclass
+class RenderResult:
+    path: str
+    frames: int
+    beats: int
+    cues: int
+    cues_dropped: int
+    peak: float
+    seconds: float
+    events_path: str | None = None
+    events: list = field(default_factory=list)
+
+
+def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = EngineSettings(), *,
+           bank: ClipBank | None = None, cue_requests=(), events_path: str | None = None,
+           blocksize: int = 65536, tail_s: float = 1.0, subtype: str | None = None, progress=None,
+           keep_events: bool = False) -> RenderResult:
+    """Render a tempo map (and cues) to WAV/FLAC/OGG through the live kernel, streaming to disk.
+
+    Memory is constant in the session length: one block buffer, the event ring and the output file handle.
+
+    Parameters
+    ----------
+    cue_requests : iterable of (clip_index, not_before_sample)
+        Sorted by sample. Each starts on the first beat at or after its sample.
+    events_path : str, optional
+        CSV with one row per event: kind, sample, time_s, bpm, clip.
+    progress : callable(frames_done, frames_total), optional
+    """
+    import soundfile as sf
+
+    if not (1 <= blocksize <= 1 << 20):
+        raise InputError(f"--blocksize: {blocksize!r} is outside 1..1048576")
+    if events_path and os.path.abspath(events_path) == os.path.abspath(out_path):
+        raise InputError(f"--events: {events_path!r} is the audio output file; give the events CSV its own name")
+    est = render_estimate(tempo_map, out_path, settings, subtype=subtype, tail_s=tail_s, events_path=events_path)
+    _, sub = output_format(out_path, subtype, settings.samplerate)
+    outfiles.check_free_space({out_path: est.audio_bytes, **({events_path: est.events_bytes} if events_path else {})})
+    total = tempo_map.end_sample + int(round(tail_s * settings.samplerate))
+    engine = Engine(tempo_map, settings, bank, stop_beats_at=tempo_map.end_sample)
+    # Time order: the kernel serves the ring head first, so an out-of-order request would hold back the others.
+    requests = sorted(((int(c), int(s)) for c, s in cue_requests), key=lambda r: r[1])
+    outs = []
+    try:
+        outs.append(AtomicOutput(out_path))
+        if events_path:
+            outs.append(AtomicOutput(events_path))
+    except BaseException:
+        for o in outs:  # the events folder may be bad after the audio temporary was made
+            o.abort()
+        raise
+    t0 = time.perf_counter()
+    beats = cues = dropped = 0
+    kept = []
+    # Python hands the kernel RENDER_CHUNK frames at a time, a whole number of blocks, and the kernel runs blocks
+    # of ``blocksize`` inside one compiled loop: a tiny block no longer costs a Python round trip and a libsndfile
+    # write each (--blocksize 1 took ~2000x the default's time).  Below RENDER_MIN_BLOCK frames the kernel's own
+    # per-call cost (~0.3 us) would still make a render ~20x slower, for the same bits: the output does not depend
+    # on the block size (tests/test_kernels.py checks blocks of 1, 64, 65, 128, 8192, 8193 through
+    # Engine.process), so smaller values run as RENDER_MIN_BLOCK (benchmarks/README.md, section 7).
+    kernel_block = max(blocksize, RENDER_MIN_BLOCK)
+    chunk = kernel_block * max(1, RENDER_CHUNK // kernel_block)
+    f = ef = None
+    try:
+        buf = np.zeros((chunk, settings.channels), dtype=np.float32)
+        # PCM_16: convert in the kernel layer and give libsndfile shorts (identical bytes, several times faster).
+        pcm = np.zeros((chunk, settings.channels), dtype=np.int16) if sub == "PCM_16" else None
+        try:
+            f = sf.SoundFile(outs[0].tmp, "w", samplerate=settings.samplerate, channels=settings.channels,
+                             format=est.container, subtype=sub)
+        except (sf.LibsndfileError, OSError) as exc:
+            raise outfiles.write_error(out_path, exc) from None
+        writer = None
+        if events_path:
+            try:
+                ef = open(outs[1].tmp, "w", newline="")
+                writer = csv.writer(ef)
+                writer.writerow(["kind", "sample", "time_s", "bpm", "clip"])
+            except OSError as exc:
+                raise outfiles.write_error(events_path, exc) from None
+        done = 0
+        ri = 0
+        while done < total:
+            n = min(chunk, total - done)
+            # Queue every cue that could start in this chunk (it waits in the ring for its beat otherwise).
+            ri = engine.queue_cues(requests, ri, done + n)
+            view = buf[:n]
+            engine.process(view, kernel_block)
+            try:
+                if pcm is not None:
+                    K.to_pcm16(view, pcm[:n])
+                    f.write(pcm[:n])
+                else:
+                    f.write(view)
+            except (sf.LibsndfileError, OSError) as exc:
+                raise outfiles.write_error(out_path, exc, _sf_detail(f)) from None
+            rows = []
+            for ev in engine.drain_events():
+                if ev.kind == "beat":
+                    beats += 1
+                elif ev.kind == "cue":
+                    cues += 1
+                else:
+                    dropped += 1
+                if writer:
+                    rows.append([ev.kind, ev.sample, f"{ev.time_s:.6f}", f"{ev.bpm:.4f}", ev.clip])
+                if keep_events:
+                    kept.append(ev)
+            if rows:
+                try:
+                    writer.writerows(rows)
+                except OSError as exc:
+                    raise outfiles.write_error(events_path, exc) from None
+            done += n
+            if progress is not None:
+                progress(done, total)
+        try:
+            f.close()  # writes the header (WAV sizes, FLAC STREAMINFO): may fail on a full disk too
+        except (sf.LibsndfileError, OSError) as exc:
+            raise outfiles.write_error(out_path, exc, _sf_detail(f)) from None
+        if ef is not None:
+            try:
+                ef.close()
+            except OSError as exc:
+                raise outfiles.write_error(events_path, exc) from None
+        # Read the length back: a file that is shorter than what was rendered must never be reported as written.
+        got = sf.info(outs[0].tmp).frames
+        if got != total:
+            raise InputError(f"{out_path}: the file holds {got} of the {total} frames rendered; nothing was written")
+        for o in outs:
+            o.commit()
+    except BaseException:
+        for h in (f, ef):
+            try:
+                if h is not None:
+                    h.close()
+            except Exception:
+                pass
+        for o in outs:
+            o.abort()
+        raise
+    return RenderResult(out_path, total, beats, cues, dropped, engine.peak, time.perf_counter() - t0,
+                        events_path, kept)
