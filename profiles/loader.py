@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from metronome.errors import ProfileError
@@ -56,18 +57,38 @@ def resolve(path_or_name) -> tuple[Path, str, str, str]:
     return p, p.stem, text, text
 
 
+def _file_kind(mode: int) -> str:
+    for test, what in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK,
+                       "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
 def _read_bytes(path: Path, display: str) -> bytes:
     try:
-        if path.is_dir():
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
             raise ProfileError(f"{display}: is a directory, not a profile file")
-        size = path.stat().st_size
+        if not stat.S_ISREG(st.st_mode):
+            # open() on a FIFO blocks until a writer appears (forever, for `render pipe.gpx`); devices and sockets
+            # are no profile either.
+            raise ProfileError(f"{display}: is {_file_kind(st.st_mode)}, not a regular file: a profile must be a "
+                               f"file")
+        size = st.st_size
         if size > MAX_FILE_BYTES:
             raise ProfileError(f"{display}: {size} bytes is larger than the {MAX_FILE_BYTES >> 20} MiB limit")
-        # Chunked, not f.read(MAX_FILE_BYTES + 1): that call allocates the whole 256 MiB up front for every file,
-        # which fails under a tight address-space limit.  The loop also bounds pipes and special files, whose
-        # st_size says nothing.
-        chunks, total = [], 0
-        with open(path, "rb") as f:
+        # O_NONBLOCK: if the file was swapped for a FIFO since the stat, open() returns at once instead of waiting
+        # for a writer, and the fstat below refuses it.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        with open(fd, "rb", closefd=True) as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise ProfileError(f"{display}: is {_file_kind(mode)}, not a regular file: a profile must be a file")
+            # Chunked, not f.read(MAX_FILE_BYTES + 1): that call allocates the whole 256 MiB up front for every
+            # file, which fails under a tight address-space limit.  The loop also bounds a file that grows while
+            # it is read, whose st_size said less.
+            chunks, total = [], 0
             while total <= MAX_FILE_BYTES:
                 chunk = f.read(1 << 20)
                 if not chunk:

@@ -3,12 +3,17 @@
 Fields used: ``Time``, ``Position/LatitudeDegrees``, ``Position/LongitudeDegrees``, ``AltitudeMeters``,
 ``DistanceMeters`` and cadence (``Cadence`` or the ``TPX/RunCadence`` extension; running cadence in TCX counts
 one foot, so it is doubled to steps per minute).  Laps/tracks are segments: the time between them is a pause.
+
+A ``<Course>`` (under ``<Courses>``) is a route to follow, not a recording: its ``Time`` values are a virtual
+partner's schedule (often a bike's 33 km/h), so a course is timed by the pace model like a GPX route.  When a file
+has both, the ``<Activities>`` are used.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import math
+import re
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -16,7 +21,10 @@ import numpy as np
 from metronome.errors import ProfileError
 
 from .gpx import _coord, _epoch_s, _local, _number
-from .track import RawTrack
+from . import track as _track
+from .track import RawTrack, refuse_too_many_points
+
+_POINT_TAG = re.compile(rb"<(?:[\w.-]+:)?Trackpoint[\s>/]")
 
 
 def _time(text, where: str, display: str) -> float:
@@ -29,6 +37,8 @@ def _time(text, where: str, display: str) -> float:
 
 
 def read_tcx(data: bytes, display: str) -> RawTrack:
+    if len(_POINT_TAG.findall(data)) > _track.MAX_POINTS:   # a byte scan, before the tree is built
+        refuse_too_many_points(display, "Trackpoint points")
     try:
         root = ET.fromstring(data)
     except ET.ParseError as exc:
@@ -38,8 +48,18 @@ def read_tcx(data: bytes, display: str) -> RawTrack:
                            f"expected <TrainingCenterDatabase>)")
     ns = root.tag[:root.tag.index("}") + 1] if root.tag.startswith("{") else ""
     is_running = any(a.get("Sport", "").lower() == "running" for a in root.iter(ns + "Activity"))
+    in_course = set()
+    for course in root.iter(ns + "Course"):
+        in_course.update(id(t) for t in course.iter(ns + "Track"))
+    tracks = list(root.iter(ns + "Track"))
+    has_activity = any(id(t) not in in_course and t.find(ns + "Trackpoint") is not None for t in tracks)
+    is_course = not has_activity and bool(in_course)
     rows = []
-    for i_track, track in enumerate(root.iter(ns + "Track")):
+    labels = {}
+    for i_track, track in enumerate(tracks):
+        if (id(track) in in_course) != is_course:
+            continue
+        labels[i_track] = f"Track[{i_track}].Trackpoint"
         for i_pt, tp in enumerate(track.iterfind(ns + "Trackpoint")):
             where = f"Track[{i_track}].Trackpoint[{i_pt}]"
             pos = tp.find(ns + "Position")
@@ -62,5 +82,5 @@ def read_tcx(data: bytes, display: str) -> RawTrack:
     has_pos = np.isfinite(a[:, 1]).any()
     return RawTrack(segment=a[:, 0].astype(np.int64), lat_deg=a[:, 1] if has_pos else None,
                     lon_deg=a[:, 2] if has_pos else None, elevation_m=a[:, 3], time_s=a[:, 4], distance_m=a[:, 5],
-                    cadence_spm=a[:, 6] if is_running else None, ele_field="AltitudeMeters",
-                    point_name="Trackpoint")
+                    cadence_spm=a[:, 6] if is_running and not is_course else None, ele_field="AltitudeMeters",
+                    point_name="Trackpoint", is_route=is_course, segment_labels=labels)
