@@ -116,8 +116,12 @@ class _Corrupt(Exception):
     pass
 
 
+_NP_CODE = {"B": "u1", "b": "i1", "h": "i2", "H": "u2", "i": "i4", "I": "u4", "f": "f4", "d": "f8", "q": "i8",
+            "Q": "u8"}
+
+
 class _Definition:
-    __slots__ = ("mesg", "size", "unpack", "ts_index", "columns")
+    __slots__ = ("mesg", "size", "unpack", "ts_index", "columns", "dtype")
 
     def __init__(self, mesg: int, endian: str, fields: bytes, dev_size: int):
         self.mesg = mesg
@@ -125,6 +129,7 @@ class _Definition:
         fmt, columns, self.ts_index = [endian], [], -1
         pending_pad = 0
         size = 0
+        names, formats, offsets = [], [], []
         for k in range(0, len(fields), 3):
             num, fsize, btype = fields[k], fields[k + 1], fields[k + 2] & 0x1F
             base = _BASE.get(btype)
@@ -134,6 +139,9 @@ class _Definition:
                     fmt.append(f"{pending_pad}x")
                     pending_pad = 0
                 fmt.append(base[0])
+                names.append(f"c{len(columns)}")
+                formats.append(endian + _NP_CODE[base[0]])
+                offsets.append(1 + size)                  # + the record header byte
                 if num == FIELD_TIMESTAMP:
                     self.ts_index = len(columns)
                 columns.append((num, base[2]))
@@ -146,18 +154,35 @@ class _Definition:
         self.size = size + dev_size
         self.unpack = struct.Struct("".join(fmt)).unpack_from
         self.columns = columns
+        # The same layout as a numpy record (header byte included) for runs of consecutive messages.
+        self.dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": 1 + self.size})
 
 
-def _columns(rows: list, columns: list, nums) -> dict:
-    """Fields ``nums`` of the unpacked ``rows`` as float64 arrays, NaN where absent or invalid."""
-    arr = np.array(rows, dtype=np.float64).reshape(len(rows), len(columns))
+def _run_length(buf: np.ndarray, start: int, stride: int, header: int, end: int) -> int:
+    """How many consecutive messages from ``start`` carry the same header byte (so the same definition).
+
+    Probes 16, 64, 256... messages ahead, so the cost stays proportional to the run, even when runs are short.
+    """
+    maxk = (end - start) // stride
+    k, probe = 1, 16
+    while k < maxk:
+        m = min(maxk, k + probe)
+        bad = np.flatnonzero(buf[start + k * stride:start + m * stride:stride] != header)
+        if bad.size:
+            return k + int(bad[0])
+        k, probe = m, probe * 4
+    return k
+
+
+def _columns(rows: np.ndarray, columns: list, nums) -> dict:
+    """Fields ``nums`` of the unpacked ``rows`` (k x columns, float) as float64 arrays, NaN where absent or invalid."""
     out = {}
     for num in nums:
         j = next((j for j, (nn, _) in enumerate(columns) if nn == num), None)
         if j is None:
-            out[num] = np.full(len(rows), np.nan)
+            out[num] = np.full(rows.shape[0], np.nan)
             continue
-        col = arr[:, j].copy()
+        col = rows[:, j].copy()
         invalid = columns[j][1]
         if invalid is not None:
             col[col == invalid] = np.nan
@@ -169,10 +194,19 @@ def _columns(rows: list, columns: list, nums) -> dict:
 def _decode(data: bytes, display: str):
     """Decode every FIT file in ``data`` (chained files allowed); returns records, sessions, file type, warnings."""
     warnings: list[str] = []
-    rec_rows: dict[int, list] = {}       # id(definition) -> unpacked record rows
-    rec_defs: dict[int, _Definition] = {}
-    rec_def_ids: list[int] = []          # definition of each record, in order
-    rec_ts: list[float] = []             # timestamp of each record (FIT seconds), NaN if none
+    # Records in order, as blocks (definition, float rows (k x columns), FIT timestamps (k)): a run of consecutive
+    # record messages of one definition is read with one numpy call, isolated ones one by one.
+    blocks: list[tuple] = []
+    pend_def, pend_rows, pend_ts = None, [], []
+    n_rec = 0
+    buf = np.frombuffer(data, dtype=np.uint8)
+
+    def flush():
+        nonlocal pend_def, pend_rows, pend_ts
+        if pend_rows:
+            blocks.append((pend_def, np.array(pend_rows, dtype=np.float64).reshape(len(pend_rows), -1),
+                           np.array(pend_ts, dtype=np.float64)))
+        pend_def, pend_rows, pend_ts = None, [], []
     sessions: list[tuple] = []           # (start_time, sport, total_elapsed_time_ms, timestamp)
     file_type = sport = None
     pos, n = 0, len(data)
@@ -240,6 +274,28 @@ def _decode(data: bytes, display: str):
                 if d is None:
                     raise _Corrupt(f"data message of undefined local type {h & 0x0F} at byte {p - 1}")
                 ts = None
+                if d.mesg == MESG_RECORD and p + 16 * (d.size + 1) <= end:
+                    k = _run_length(buf, p - 1, d.size + 1, h, end)
+                    if k >= 16:
+                        flush()
+                        arr = np.frombuffer(data, dtype=d.dtype, count=k, offset=p - 1)
+                        rows = np.column_stack([arr[nm].astype(np.float64) for nm in d.dtype.names]) \
+                            if d.dtype.names else np.empty((k, 0))
+                        if d.ts_index >= 0:
+                            t_col = rows[:, d.ts_index].copy()
+                            t_col[t_col == 0xFFFFFFFF] = np.nan
+                            valid = t_col[np.isfinite(t_col)]
+                            if valid.size:
+                                last_ts = int(valid[-1])
+                            t_col[t_col < FIT_DATETIME_MIN] = np.nan
+                        else:
+                            t_col = np.full(k, np.nan)
+                        blocks.append((d, rows, t_col))
+                        n_rec += k
+                        if n_rec > _track.MAX_POINTS:
+                            refuse_too_many_points(display, "record messages")
+                        p += k * (d.size + 1) - 1
+                        continue
             if p + d.size > end:
                 raise _Corrupt(f"message at byte {p - 1} runs past the end of the data at byte {end}")
             vals = d.unpack(data, p)
@@ -250,15 +306,13 @@ def _decode(data: bytes, display: str):
                     ts = last_ts = v
             mesg = d.mesg
             if mesg == MESG_RECORD:
-                key = id(d)
-                rows = rec_rows.get(key)
-                if rows is None:
-                    rows = rec_rows[key] = []
-                    rec_defs[key] = d
-                rows.append(vals)
-                rec_def_ids.append(key)
-                rec_ts.append(nan if ts is None or ts < FIT_DATETIME_MIN else float(ts))
-                if len(rec_ts) > _track.MAX_POINTS:
+                if d is not pend_def:
+                    flush()
+                    pend_def = d
+                pend_rows.append(vals)
+                pend_ts.append(nan if ts is None or ts < FIT_DATETIME_MIN else float(ts))
+                n_rec += 1
+                if n_rec > _track.MAX_POINTS:
                     refuse_too_many_points(display, "record messages")
             elif mesg == MESG_FILE_ID and file_type is None:
                 file_type = _get(vals, d.columns, 0)
@@ -277,7 +331,8 @@ def _decode(data: bytes, display: str):
                 warnings.append(f"{display}: the file's CRC does not match its data (read 0x{crc:04x}): records "
                                 f"kept as read; check the course")
             pos = end + 2
-    return rec_rows, rec_defs, rec_def_ids, rec_ts, sessions, file_type, sport, warnings
+    flush()
+    return blocks, sessions, file_type, sport, warnings
 
 
 def _get(vals, columns, num):
@@ -324,7 +379,7 @@ def _running_legs(ts: np.ndarray, sessions: list, display: str):
 
 def read_fit(data: bytes, display: str) -> RawTrack:
     try:
-        rec_rows, rec_defs, rec_def_ids, rec_ts, sessions, file_type, sport, warnings = _decode(data, display)
+        blocks, sessions, file_type, sport, warnings = _decode(data, display)
     except _Corrupt as exc:
         raise ProfileError(f"{display}: truncated or corrupt FIT file ({exc})") from None
     except ProfileError:
@@ -332,19 +387,14 @@ def read_fit(data: bytes, display: str) -> RawTrack:
     except (struct.error, IndexError, ValueError) as exc:  # a definition that asks for an impossible layout
         msg = " ".join(str(exc).split())[:160] or type(exc).__name__
         raise ProfileError(f"{display}: truncated or corrupt FIT file ({msg})") from None
-    n = len(rec_ts)
+    n = sum(b[1].shape[0] for b in blocks)
     if n == 0:
         what = (f"file type {_FILE_TYPES.get(file_type, file_type)!r}" if file_type is not None
                 else "no activity data")
         raise ProfileError(f"{display}: no record messages ({what}): only activity files can be used")
-    cols = {num: np.full(n, np.nan) for num in _WANTED[MESG_RECORD]}
-    ids = np.array(rec_def_ids, dtype=np.int64)
-    for key, rows in rec_rows.items():
-        d = rec_defs[key]
-        where = np.flatnonzero(ids == key) if len(rec_rows) > 1 else slice(None)
-        for num, col in _columns(rows, d.columns, cols).items():
-            cols[num][where] = col
-    t_fit = np.array(rec_ts, dtype=np.float64)
+    parts = [_columns(rows, d.columns, _WANTED[MESG_RECORD]) for d, rows, _ in blocks]
+    cols = {num: np.concatenate([c[num] for c in parts]) for num in _WANTED[MESG_RECORD]}
+    t_fit = np.concatenate([b[2] for b in blocks])
     alt = np.where(np.isfinite(cols[78]), cols[78], cols[2]) / 5.0 - 500.0   # scale 5, offset 500 (m)
     lat = cols[0] * _SEMICIRCLE_TO_DEG
     lon = cols[1] * _SEMICIRCLE_TO_DEG

@@ -30,6 +30,10 @@ from .track import RawTrack, refuse_too_many_points
 #: benchmark machine (1M points: 77 s and 2.4 GB, issue 12), so 60,000 points (~4.5 s; a 1 Hz recording of 16 h)
 #: stay under the 5 s budget.  Files over it that the fast reader declines are refused, with the reason.
 GPXPY_MAX_POINTS = 60_000
+#: Most points the fast reader takes: it builds the whole ``xml.etree`` tree (~1.1 kB per point: 1M points took
+#: 7 s and 1.1 GB, benchmarks/bench_huge_tracks.py; 400k took 2.9-5.4 s and 470 MB depending on the machine's
+#: load), so 250,000 points (a 1 Hz recording of 69 h, beyond any single run) keep a load under 5 s and 500 MB.
+GPX_MAX_POINTS = 250_000
 _POINT_TAG = re.compile(rb"<(?:[\w.-]+:)?(?:trk|rte)pt[\s>/]")
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
@@ -187,9 +191,10 @@ def read_gpx_gpxpy(data: bytes, display: str) -> RawTrack:
 
 def read_gpx(data: bytes, display: str) -> RawTrack:
     """Fast reader, or gpxpy when the fast reader declines; files over the points limits are refused first."""
-    n_points = len(_POINT_TAG.findall(data))     # a byte scan: ~0.1 s for 1M points, before any parsing
-    if n_points > _track.MAX_POINTS:
-        refuse_too_many_points(display, "trkpt points")
+    n_points = sum(1 for _ in _POINT_TAG.finditer(data))  # a byte scan (~0.2 s for 1M points), before parsing
+    if n_points > min(_track.MAX_POINTS, GPX_MAX_POINTS):
+        refuse_too_many_points(display, "trkpt points", min(_track.MAX_POINTS, GPX_MAX_POINTS),
+                               " for GPX" if GPX_MAX_POINTS < _track.MAX_POINTS else "")
     try:
         return read_gpx_fast(data, display)
     except _Unusual as why:

@@ -65,7 +65,7 @@ def _file_kind(mode: int) -> str:
     return "not a regular file"
 
 
-def _read_bytes(path: Path, display: str) -> bytes:
+def _read_bytes(path: Path, display: str) -> bytearray:
     try:
         st = os.stat(path)
         if stat.S_ISDIR(st.st_mode):
@@ -85,19 +85,28 @@ def _read_bytes(path: Path, display: str) -> bytes:
             mode = os.fstat(f.fileno()).st_mode
             if not stat.S_ISREG(mode):
                 raise ProfileError(f"{display}: is {_file_kind(mode)}, not a regular file: a profile must be a file")
-            # Chunked, not f.read(MAX_FILE_BYTES + 1): that call allocates the whole 256 MiB up front for every
-            # file, which fails under a tight address-space limit.  The loop also bounds a file that grows while
-            # it is read, whose st_size said less.
-            chunks, total = [], 0
-            while total <= MAX_FILE_BYTES:
+            # One buffer of the announced size read in place, not chunks joined afterwards (which holds the
+            # file twice: 480 MB for a 240 MB TCX) nor f.read(MAX_FILE_BYTES + 1) (which allocates the whole
+            # 256 MiB up front for every file and fails under a tight address-space limit).  A file that grew
+            # since the stat is read on in chunks, still bounded by MAX_FILE_BYTES.
+            data = bytearray(size + 1)
+            view = memoryview(data)
+            total = 0
+            while total < len(data):
+                got = f.readinto(view[total:])
+                if not got:
+                    break
+                total += got
+            view.release()
+            del data[total:]
+            while total == size + 1 and total <= MAX_FILE_BYTES:
                 chunk = f.read(1 << 20)
                 if not chunk:
                     break
-                chunks.append(chunk)
+                data += chunk
                 total += len(chunk)
         if total > MAX_FILE_BYTES:
             raise ProfileError(f"{display}: larger than the {MAX_FILE_BYTES >> 20} MiB limit")
-        data = b"".join(chunks)
     except FileNotFoundError:
         raise ProfileError(f"{display}: no such file") from None
     except PermissionError:
@@ -106,7 +115,7 @@ def _read_bytes(path: Path, display: str) -> bytes:
         raise ProfileError(f"{display}: is a directory, not a profile file") from None
     except OSError as exc:
         raise ProfileError(f"{display}: cannot read ({exc.strerror or exc})") from None
-    if not data.strip():
+    if not data or data.isspace():  # isspace: no copy of a 200 MB file just to test it
         raise ProfileError(f"{display}: empty file")
     return data
 
@@ -149,7 +158,7 @@ def load_profile(path_or_name, *, flat_pace_s_per_km=None, smoothing_m=None, use
                   smoothing_m=smoothing_m, use_recorded_time=use_recorded_time)
     if ext in (".yaml", ".yml"):
         from .course import parse_yaml, profile_from_yaml
-        return profile_from_yaml(parse_yaml(data, display), **kwargs)
+        return profile_from_yaml(parse_yaml(bytes(data), display), **kwargs)
     from .track import profile_from_track
     if ext == ".gpx":
         from .gpx import read_gpx

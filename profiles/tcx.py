@@ -25,6 +25,11 @@ from . import track as _track
 from .track import RawTrack, refuse_too_many_points
 
 _POINT_TAG = re.compile(rb"<(?:[\w.-]+:)?Trackpoint[\s>/]")
+#: Most Trackpoints per file: TCX builds the whole ``xml.etree`` tree with five to eight elements per point
+#: (~1.6 kB: 1M points took 22 s and 1.6 GB, benchmarks/bench_huge_tracks.py; 200k took 3.0-5.9 s and 344 MB
+#: depending on the machine's load), so 150,000 points (a 1 Hz recording of 42 h) keep a load under 5 s and
+#: 500 MB.  Longer recordings come as FIT, whose reader takes 1M points.
+TCX_MAX_POINTS = 150_000
 
 
 def _time(text, where: str, display: str) -> float:
@@ -37,8 +42,10 @@ def _time(text, where: str, display: str) -> float:
 
 
 def read_tcx(data: bytes, display: str) -> RawTrack:
-    if len(_POINT_TAG.findall(data)) > _track.MAX_POINTS:   # a byte scan, before the tree is built
-        refuse_too_many_points(display, "Trackpoint points")
+    limit = min(_track.MAX_POINTS, TCX_MAX_POINTS)
+    if sum(1 for _ in _POINT_TAG.finditer(data)) > limit:   # a byte scan, before the tree is built
+        refuse_too_many_points(display, "Trackpoint points", limit,
+                               " for TCX" if TCX_MAX_POINTS < _track.MAX_POINTS else "")
     try:
         root = ET.fromstring(data)
     except ET.ParseError as exc:
@@ -71,8 +78,9 @@ def read_tcx(data: bytes, display: str) -> RawTrack:
             dist = _number(tp.findtext(ns + "DistanceMeters"), f"{where}.DistanceMeters", display)
             cad = tp.findtext(ns + "Cadence")
             if cad is None:
-                run_cad = next((e.text for e in tp.iter() if _local(e.tag) == "RunCadence"), None)
-                cad = run_cad
+                ext = tp.find(ns + "Extensions")   # RunCadence sits in an extension namespace, under Extensions
+                cad = None if ext is None else next((e.text for e in ext.iter() if _local(e.tag) == "RunCadence"),
+                                                    None)
             cad_v = _number(cad, f"{where}.Cadence", display)
             rows.append((i_track, lat, lon, ele, _time(tp.findtext(ns + "Time"), f"{where}.Time", display), dist,
                          cad_v * 2.0 if is_running else math.nan))

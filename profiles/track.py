@@ -36,8 +36,9 @@ MAX_SPEED_MPS = 30.0
 MIN_DISTANCE_M = 20.0
 MAX_DISTANCE_M = 1_000_000.0
 #: Most points (GPX trkpt/rtept, TCX Trackpoint, FIT record) one file may hold: refused above it, before the slow
-#: work.  A 1 Hz recording of 277 h (11.5 days) is 1M points, longer than any single effort a runner records (the
-#: Tor des Geants' cutoff is 150 h), and 1M points load in under 5 s and 500 MB on every reader
+#: work.  A 1 Hz recording of 278 h (11.6 days) is 1M points, longer than any single effort a runner records (the
+#: Tor des Geants' cutoff is 150 h), and 1M FIT records load in under 5 s and 500 MB; the XML readers have lower
+#: limits of their own (profiles.gpx.GPX_MAX_POINTS, profiles.tcx.TCX_MAX_POINTS)
 #: (benchmarks/bench_huge_tracks.py).
 MAX_POINTS = 1_000_000
 #: Fewer out-of-range elevations than this fraction of the points (and at least one) are isolated outliers (a
@@ -52,10 +53,12 @@ RUNNING_MAX_MEDIAN_SPEED_MPS = 6.5
 REPORTED_SPIKE_M = 10.0
 
 
-def refuse_too_many_points(display: str, what: str) -> None:
-    """Raise the one-line refusal for files over :data:`MAX_POINTS` (``what``: the format's name for points)."""
-    raise ProfileError(f"{display}: more than {MAX_POINTS} {what}, the limit per file (a 1 Hz recording of "
-                       f"{MAX_POINTS / 3600:.0f} h); split the file or resample it to fewer points")
+def refuse_too_many_points(display: str, what: str, limit: int | None = None, why: str = "") -> None:
+    """Raise the one-line refusal for files over ``limit`` points (default :data:`MAX_POINTS`; ``what``: the
+    format's name for points, ``why``: what sets a lower limit)."""
+    limit = MAX_POINTS if limit is None else limit
+    raise ProfileError(f"{display}: more than {limit} {what}, the limit per file{why} (a 1 Hz recording of "
+                       f"{limit / 3600:.0f} h); split the file or resample it to fewer points")
 
 
 @dataclass

@@ -316,6 +316,17 @@ def test_files_over_the_points_limit_are_refused(monkeypatch, name, what):
         load_profile(DATA / name)
 
 
+@pytest.mark.parametrize("module, const, name, what", [
+    ("profiles.gpx", "GPX_MAX_POINTS", "cerknicko-jezero.gpx", "trkpt points, the limit per file for GPX"),
+    ("profiles.tcx", "TCX_MAX_POINTS", "cerknicko-jezero.tcx", "Trackpoint points, the limit per file for TCX")])
+def test_xml_formats_have_their_own_lower_limit(monkeypatch, module, const, name, what):
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module(module), const, 100)
+    with pytest.raises(ProfileError, match=rf"{re.escape(name)}: more than 100 {what} \(a 1 Hz recording of 0 h\)"):
+        load_profile(DATA / name)
+
+
 def test_gpxpy_fallback_has_its_own_lower_limit(monkeypatch):
     from profiles import gpx as G
 
