@@ -48,12 +48,12 @@ def plan_session(profile, tempo_settings: TempoSettings | None = None,
     """Build the tempo map and, unless ``cues`` is False, the cue plan and voice clips for a profile.
 
     A missing speech engine is not fatal: the session keeps its clicks and the reason is returned in
-    ``warnings`` for the CLI to print.
+    ``warnings`` for the CLI to print, after the profile's own warnings (``Profile.warnings``).
     """
     if tempo_settings is None:
         tempo_settings = tempo_settings_for(profile)
     tm = tempo_map_from_profile(profile, tempo_settings, engine_settings.samplerate)
-    warnings = []
+    warnings = list(getattr(profile, "warnings", ()))  # what the loader worked around in the file
     cue_clips, requests, planned = [], [], []
     if cues:
         from cues.session import plan_profile_cues

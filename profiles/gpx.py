@@ -16,13 +16,25 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import re
 import xml.etree.ElementTree as ET
 
 import numpy as np
 
 from metronome.errors import ProfileError
 
-from .track import RawTrack
+from . import track as _track
+from .track import RawTrack, refuse_too_many_points
+
+#: Most points the gpxpy fallback reads: gpxpy builds several Python objects per point, ~70 us each on the
+#: benchmark machine (1M points: 77 s and 2.4 GB, issue 12), so 60,000 points (~4.5 s; a 1 Hz recording of 16 h)
+#: stay under the 5 s budget.  Files over it that the fast reader declines are refused, with the reason.
+GPXPY_MAX_POINTS = 60_000
+#: Most points the fast reader takes: it builds the whole ``xml.etree`` tree (~1.1 kB per point: 1M points took
+#: 7 s and 1.1 GB, benchmarks/bench_huge_tracks.py; 400k took 2.9-5.4 s and 470 MB depending on the machine's
+#: load), so 250,000 points (a 1 Hz recording of 69 h, beyond any single run) keep a load under 5 s and 500 MB.
+GPX_MAX_POINTS = 250_000
+_POINT_TAG = re.compile(rb"<(?:[\w.-]+:)?(?:trk|rte)pt[\s>/]")
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
@@ -75,8 +87,8 @@ def _check_root(root_tag: str, display: str) -> None:
         raise ProfileError(f"{display}: not a GPX file (root element <{_local(root_tag)}>, expected <gpx>)")
 
 
-def _assemble(points, display: str, is_route: bool, n_waypoints: int) -> RawTrack:
-    """``points``: list of (segment, lat, lon, ele, time_s) tuples in order."""
+def _assemble(points, display: str, is_route: bool, n_waypoints: int, labels: dict) -> RawTrack:
+    """``points``: list of (segment, lat, lon, ele, time_s) tuples in order; ``labels``: segment -> name."""
     if not points:
         if n_waypoints:
             raise ProfileError(f"{display}: only waypoints ({n_waypoints} <wpt>), no track or route: "
@@ -85,7 +97,7 @@ def _assemble(points, display: str, is_route: bool, n_waypoints: int) -> RawTrac
     arr = np.array(points, dtype=np.float64)
     return RawTrack(segment=arr[:, 0].astype(np.int64), lat_deg=arr[:, 1], lon_deg=arr[:, 2],
                     elevation_m=arr[:, 3], time_s=arr[:, 4], ele_field="<ele>",
-                    point_name="rtept" if is_route else "trkpt", is_route=is_route)
+                    point_name="rtept" if is_route else "trkpt", is_route=is_route, segment_labels=labels)
 
 
 def read_gpx_fast(data: bytes, display: str) -> RawTrack:
@@ -107,24 +119,27 @@ def read_gpx_fast(data: bytes, display: str) -> RawTrack:
         points.append((seg, lat, lon, ele, _parse_time(t) if t is not None else math.nan))
 
     seg = 0
+    labels = {}
     for i_trk, trk in enumerate(root.iterfind(ns + "trk")):
         for i_seg, trkseg in enumerate(trk.iterfind(ns + "trkseg")):
             pts = trkseg.findall(ns + "trkpt")
             if not pts:
                 continue  # an empty segment (watches write them on pause/resume)
+            labels[seg] = f"trk[{i_trk}].trkseg[{i_seg}].trkpt"
             for i_pt, pt in enumerate(pts):
-                add(seg, i_pt, pt, f"trk[{i_trk}].trkseg[{i_seg}].trkpt")
+                add(seg, i_pt, pt, labels[seg])
             seg += 1
     is_route = False
     if not points:
         for i_rte, rte in enumerate(root.iterfind(ns + "rte")):
+            labels[seg] = f"rte[{i_rte}].rtept"
             for i_pt, pt in enumerate(rte.iterfind(ns + "rtept")):
-                add(seg, i_pt, pt, f"rte[{i_rte}].rtept")
+                add(seg, i_pt, pt, labels[seg])
             seg += 1
         is_route = bool(points)
     if not points and (root.find(".//trkpt") is not None or root.find(".//{*}trkpt") is not None):
         raise _Unusual("track points outside the usual trk/trkseg structure")
-    return _assemble(points, display, is_route, len(root.findall(ns + "wpt")))
+    return _assemble(points, display, is_route, len(root.findall(ns + "wpt")), labels)
 
 
 def read_gpx_gpxpy(data: bytes, display: str) -> RawTrack:
@@ -147,6 +162,7 @@ def read_gpx_gpxpy(data: bytes, display: str) -> RawTrack:
         raise ProfileError(f"{display}: not a valid GPX file ({type(exc).__name__}: {msg})") from None
     points = []
     seg = 0
+    labels = {}
 
     def add(seg, i_pt, p, where):
         lat = _coord(p.latitude, f"{where}[{i_pt}].lat", 90.0, display)
@@ -158,22 +174,32 @@ def read_gpx_gpxpy(data: bytes, display: str) -> RawTrack:
         for i_seg, trkseg in enumerate(trk.segments):
             if not trkseg.points:
                 continue
+            labels[seg] = f"trk[{i_trk}].trkseg[{i_seg}].trkpt"
             for i_pt, p in enumerate(trkseg.points):
-                add(seg, i_pt, p, f"trk[{i_trk}].trkseg[{i_seg}].trkpt")
+                add(seg, i_pt, p, labels[seg])
             seg += 1
     is_route = False
     if not points:
         for i_rte, rte in enumerate(gpx.routes):
+            labels[seg] = f"rte[{i_rte}].rtept"
             for i_pt, p in enumerate(rte.points):
-                add(seg, i_pt, p, f"rte[{i_rte}].rtept")
+                add(seg, i_pt, p, labels[seg])
             seg += 1
         is_route = bool(points)
-    return _assemble(points, display, is_route, len(gpx.waypoints))
+    return _assemble(points, display, is_route, len(gpx.waypoints), labels)
 
 
 def read_gpx(data: bytes, display: str) -> RawTrack:
-    """Fast reader, or gpxpy when the fast reader declines."""
+    """Fast reader, or gpxpy when the fast reader declines; files over the points limits are refused first."""
+    n_points = sum(1 for _ in _POINT_TAG.finditer(data))  # a byte scan (~0.2 s for 1M points), before parsing
+    if n_points > min(_track.MAX_POINTS, GPX_MAX_POINTS):
+        refuse_too_many_points(display, "trkpt points", min(_track.MAX_POINTS, GPX_MAX_POINTS),
+                               " for GPX" if GPX_MAX_POINTS < _track.MAX_POINTS else "")
     try:
         return read_gpx_fast(data, display)
-    except _Unusual:
+    except _Unusual as why:
+        if n_points > GPXPY_MAX_POINTS:
+            raise ProfileError(f"{display}: {n_points} track/route points need the gpxpy reader (unusual layout or "
+                               f"time format: {str(why)[:80]}), which is limited to {GPXPY_MAX_POINTS} points "
+                               f"(~5 s); convert the file to plain GPX 1.1 with ISO 8601 times") from None
         return read_gpx_gpxpy(data, display)

@@ -124,7 +124,7 @@ def climb_totals_m(elevation_m, hysteresis_m: float = 0.0) -> tuple[float, float
         return 0.0, 0.0
     if hysteresis_m <= 0:
         d = np.diff(e)
-        return float(d[d > 0].sum()), float(-d[d < 0].sum())
+        return float(d[d > 0].sum()), float(-d[d < 0].sum()) + 0.0  # + 0.0: no -0.0 for a flat profile
     # The trigger state depends on the path, so this one is a loop; it runs once per summary, not per sample.
     up = down = 0.0
     ref = ext = float(e[0])      # last counted turning point, and the extreme of the move in progress

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from metronome.errors import ProfileError
@@ -56,27 +57,56 @@ def resolve(path_or_name) -> tuple[Path, str, str, str]:
     return p, p.stem, text, text
 
 
-def _read_bytes(path: Path, display: str) -> bytes:
+def _file_kind(mode: int) -> str:
+    for test, what in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK,
+                       "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
+def _read_bytes(path: Path, display: str) -> bytearray:
     try:
-        if path.is_dir():
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
             raise ProfileError(f"{display}: is a directory, not a profile file")
-        size = path.stat().st_size
+        if not stat.S_ISREG(st.st_mode):
+            # open() on a FIFO blocks until a writer appears (forever, for `render pipe.gpx`); devices and sockets
+            # are no profile either.
+            raise ProfileError(f"{display}: is {_file_kind(st.st_mode)}, not a regular file: a profile must be a "
+                               f"file")
+        size = st.st_size
         if size > MAX_FILE_BYTES:
             raise ProfileError(f"{display}: {size} bytes is larger than the {MAX_FILE_BYTES >> 20} MiB limit")
-        # Chunked, not f.read(MAX_FILE_BYTES + 1): that call allocates the whole 256 MiB up front for every file,
-        # which fails under a tight address-space limit.  The loop also bounds pipes and special files, whose
-        # st_size says nothing.
-        chunks, total = [], 0
-        with open(path, "rb") as f:
-            while total <= MAX_FILE_BYTES:
+        # O_NONBLOCK: if the file was swapped for a FIFO since the stat, open() returns at once instead of waiting
+        # for a writer, and the fstat below refuses it.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        with open(fd, "rb", closefd=True) as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise ProfileError(f"{display}: is {_file_kind(mode)}, not a regular file: a profile must be a file")
+            # One buffer of the announced size read in place, not chunks joined afterwards (which holds the
+            # file twice: 480 MB for a 240 MB TCX) nor f.read(MAX_FILE_BYTES + 1) (which allocates the whole
+            # 256 MiB up front for every file and fails under a tight address-space limit).  A file that grew
+            # since the stat is read on in chunks, still bounded by MAX_FILE_BYTES.
+            data = bytearray(size + 1)
+            view = memoryview(data)
+            total = 0
+            while total < len(data):
+                got = f.readinto(view[total:])
+                if not got:
+                    break
+                total += got
+            view.release()
+            del data[total:]
+            while total == size + 1 and total <= MAX_FILE_BYTES:
                 chunk = f.read(1 << 20)
                 if not chunk:
                     break
-                chunks.append(chunk)
+                data += chunk
                 total += len(chunk)
         if total > MAX_FILE_BYTES:
             raise ProfileError(f"{display}: larger than the {MAX_FILE_BYTES >> 20} MiB limit")
-        data = b"".join(chunks)
     except FileNotFoundError:
         raise ProfileError(f"{display}: no such file") from None
     except PermissionError:
@@ -85,7 +115,7 @@ def _read_bytes(path: Path, display: str) -> bytes:
         raise ProfileError(f"{display}: is a directory, not a profile file") from None
     except OSError as exc:
         raise ProfileError(f"{display}: cannot read ({exc.strerror or exc})") from None
-    if not data.strip():
+    if not data or data.isspace():  # isspace: no copy of a 200 MB file just to test it
         raise ProfileError(f"{display}: empty file")
     return data
 
@@ -128,7 +158,7 @@ def load_profile(path_or_name, *, flat_pace_s_per_km=None, smoothing_m=None, use
                   smoothing_m=smoothing_m, use_recorded_time=use_recorded_time)
     if ext in (".yaml", ".yml"):
         from .course import parse_yaml, profile_from_yaml
-        return profile_from_yaml(parse_yaml(data, display), **kwargs)
+        return profile_from_yaml(parse_yaml(bytes(data), display), **kwargs)
     from .track import profile_from_track
     if ext == ".gpx":
         from .gpx import read_gpx

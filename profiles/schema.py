@@ -67,6 +67,10 @@ class Profile:
         RMS jitter of the raw elevation fixes (0 for authored courses); sets the totals' counting threshold.
         Optional (added for issue 3): how the profile was derived (smoothing window, timing source), for
         summaries.  Never needed by the tempo model or the cue planner.
+    warnings : tuple of str
+        Problems found in the file and worked around (a dropped outlier, placeholder elevations, unusable
+        timestamps, skipped legs of a multisport file), one line each, prefixed with the file's name.  The CLI
+        prints them as ``downbeat: warning: ...`` (via :func:`metronome.session.plan_session`).
     """
 
     name: str
@@ -82,6 +86,7 @@ class Profile:
     recorded_cadence_spm: np.ndarray | None = None
     notes: tuple = field(default_factory=tuple)
     elevation_noise_m: float = 0.0
+    warnings: tuple = field(default_factory=tuple)
 
     def __post_init__(self):
         if self.kind not in PROFILE_KINDS:
@@ -102,6 +107,7 @@ class Profile:
             raise ValueError(f"{self.source}: time_s must be strictly increasing")
         object.__setattr__(self, "tags", tuple(self.tags))
         object.__setattr__(self, "notes", tuple(self.notes))
+        object.__setattr__(self, "warnings", tuple(self.warnings))
         if self.recorded_cadence_spm is not None:
             cad = _readonly(self.recorded_cadence_spm, "recorded_cadence_spm")
             if cad.size != n:

@@ -25,6 +25,11 @@ def _fmt_duration(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+def _signed_m(x: float) -> str:
+    """``-12 m``, ``+40 m``, and ``0 m`` (not ``-0 m``) when the rounded value is zero."""
+    return f"{x:+.0f} m" if round(x) != 0 else "0 m"
+
+
 def summarize(profile: Profile, settings: TempoSettings) -> dict:
     """Numbers of the terminal summary (also handy for tests and scripts)."""
     from .plot import cadence_curves
@@ -44,6 +49,7 @@ def summarize(profile: Profile, settings: TempoSettings) -> dict:
         "cadence_max_spm": float(played.max()),
         "base_cadence_spm": settings.base_cadence_spm,
         "notes": list(profile.notes),
+        "warnings": list(profile.warnings),
     }
 
 
@@ -52,7 +58,7 @@ def format_summary(s: dict) -> str:
     rows = [
         ("profile", f"{s['name']}  ({s['kind']}, {s['source']})"),
         ("distance", f"{dist / 1000:.2f} km"),
-        ("descent / ascent", f"-{s['descent_m']:.0f} m / +{s['ascent_m']:.0f} m"),
+        ("descent / ascent", f"{_signed_m(-s['descent_m'])} / {_signed_m(s['ascent_m'])}"),
         ("estimated time", _fmt_duration(s["duration_s"])),
         ("grade range", f"{s['grade_min_pct']:+.1f} % .. {s['grade_max_pct']:+.1f} %"),
         ("target cadence", f"{s['cadence_min_spm']:.0f} .. {s['cadence_max_spm']:.0f} steps/min "
@@ -80,7 +86,8 @@ def cue_timeline(profile: Profile, settings: TempoSettings, *, voice_pack=None,
     -------
     (cues, warnings) : (list of dict, list of str)
         One dict per cue in time order: ``time_s``, ``distance_m``, ``cue_id``, ``text``, ``trigger``;
-        ``warnings`` says why there are no cues (e.g. espeak-ng missing).
+        ``warnings``: the profile's own (``Profile.warnings``), then why there are no cues (e.g. espeak-ng
+        missing).
     """
     from metronome.mix import EngineSettings
     from metronome.session import plan_session
@@ -131,7 +138,7 @@ def show(profile_spec, png, base_cadence, flat_pace, no_cues, voice_pack, quiet,
         raise InputError(f"--base-cadence: {base_cadence!r} is not a number")
     settings = tempo_settings_for(prof, base_cadence)
     summary = summarize(prof, settings)
-    cues, warnings = ([], []) if no_cues else cue_timeline(prof, settings, voice_pack=voice_pack)
+    cues, warnings = ([], list(prof.warnings)) if no_cues else cue_timeline(prof, settings, voice_pack=voice_pack)
     for w in warnings:
         click.echo(f"downbeat: warning: {w}", err=True)
     out = None
