@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .mix import ClipBank, EngineSettings, click_bank
 from .tempo import TempoMap, TempoSettings, tempo_map_from_profile
@@ -22,6 +22,10 @@ class SessionPlan:
     cue_requests: tuple = ()  # (clip index, start sample)
     planned_cues: tuple = ()
     warnings: tuple = field(default_factory=tuple)
+    #: A live feed's cue planner (cues.planner.LivePlanner) when the session follows a sensor, else None.
+    live_planner: object = None
+    #: The session follows a live feed (the engine slews toward the feed's target instead of the tempo map).
+    live: bool = False
 
 
 def load_profile(spec: str, flat_pace=None, **kwargs):
@@ -72,3 +76,42 @@ def plan_session(profile, tempo_settings: TempoSettings | None = None,
         requests.append((bank.index(cue.clip_name), cue.start_sample))
     return SessionPlan(profile, tempo_settings, engine_settings, tm, bank, tuple(requests), tuple(planned),
                        tuple(warnings))
+
+
+#: A live session without a profile or a duration is one long constant-tempo map (24 h).
+OPEN_SESSION_S = 24 * 3600.0
+
+
+def plan_live_session(profile, tempo_settings: TempoSettings, engine_settings: EngineSettings, *,
+                      follows_feed: bool, cues: bool = True, voice_pack: str | None = None,
+                      duration_s: float | None = None) -> SessionPlan:
+    """The plan of a live session: a profile's plan, or a constant map at the base cadence without a profile.
+
+    With a live feed the runner's position on a profile is not known from the clock, so the profile's time-based
+    cue plan is not used: the live planner (with every phrasing in the clip bank) picks cues from the terrain as it
+    arrives, and the profile's tempo map is the feed's fallback.
+    """
+    es = engine_settings
+    if profile is not None:
+        plan = plan_session(profile, tempo_settings, es, cues=cues and not follows_feed, voice_pack=voice_pack)
+    else:
+        tm = TempoMap.constant(tempo_settings.base_cadence_spm, es.samplerate, duration_s or OPEN_SESSION_S)
+        plan = SessionPlan(None, tempo_settings, es, tm, click_bank(es.samplerate, settings=es))
+    if not follows_feed:
+        return plan
+    plan = replace(plan, cue_requests=(), planned_cues=(), live=True)
+    if not cues:
+        return plan
+    from cues.library import load_library
+    from cues.planner import LivePlanner, clip_name
+    from cues.voice import VoiceBank, VoiceUnavailableError
+
+    library = load_library()
+    try:
+        clips = VoiceBank(library, es.samplerate, pack_dir=voice_pack).clips()
+    except VoiceUnavailableError as exc:  # no speech engine: clicks only (a bad voice pack is still exit 2)
+        return replace(plan, warnings=plan.warnings + (f"cues disabled: {exc}",))
+    named = [(clip_name(cid, idx), clip) for (cid, idx), clip in sorted(clips.items())]
+    lengths = {key: len(clip) for key, clip in clips.items()}
+    return replace(plan, bank=click_bank(es.samplerate, named, es),
+                   live_planner=LivePlanner(library, lengths, es.samplerate))

@@ -44,6 +44,7 @@ LAZY_COMMANDS = {
     "profile": "metronome.cli.profile:profile",
     "cues": "metronome.cli.cues:cues",
     "doctor": "metronome.cli.doctor:doctor",
+    "play": "metronome.cli.play:play",
 }
 
 
@@ -95,16 +96,24 @@ def common_options(f):
     return f
 
 
-def _plan(profile_spec, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues,
-          voice_pack, channels=2, flat_pace=None):
+def _plan_settings(profile, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, channels):
+    """Tempo and engine settings of a session from the common flags (each default lives in the dataclasses)."""
     from metronome.mix import EngineSettings
-    from metronome.session import load_profile, plan_session, tempo_settings_for
+    from metronome.session import tempo_settings_for
 
-    profile = load_profile(profile_spec, flat_pace=flat_pace)
     es = EngineSettings(samplerate=samplerate, channels=channels, ceiling_dbfs=ceiling_db, volume_db=volume_db,
                         accent_every=accent_every)
-    plan = plan_session(profile, tempo_settings_for(profile, base_cadence, upper_cap), es, cues=not no_cues,
-                        voice_pack=voice_pack)
+    return tempo_settings_for(profile, base_cadence, upper_cap), es
+
+
+def _plan(profile_spec, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues,
+          voice_pack, channels=2, flat_pace=None):
+    from metronome.session import load_profile, plan_session
+
+    profile = load_profile(profile_spec, flat_pace=flat_pace)
+    ts, es = _plan_settings(profile, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every,
+                            channels)
+    plan = plan_session(profile, ts, es, cues=not no_cues, voice_pack=voice_pack)
     for w in plan.warnings:
         click.echo(f"downbeat: warning: {w}", err=True)
     return plan
@@ -172,84 +181,6 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
         click.echo(f"wrote {out}: {summary['duration_s'] / 60:.1f} min, {res.beats} steps at "
                    f"{summary['bpm_min']:.0f}-{summary['bpm_max']:.0f} spm, {res.cues} cues, "
                    f"peak {summary['peak_dbfs']} dBFS ({res.seconds:.1f} s)")
-
-
-@cli.command()
-@click.argument("profile", required=False, default=None)
-@click.option("--sensor", default=None, metavar="URL",
-              help="Live feed: udp://HOST:PORT, -, replay:FILE[@SPEEDx], ftms:ADDR, rsc:ADDR.")
-@click.option("--listen-any", is_flag=True, help="Allow the UDP listener on a non-loopback address.")
-@click.option("--device", default=None, help="Output device (index or name substring).")
-@click.option("--blocksize", type=int, default=0, show_default=True, help="Frames per callback (0: the host's).")
-@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
-@click.option("--quiet", is_flag=True, help="No live status line.")
-@click.option("--json", "as_json", is_flag=True, help="Print the session summary as JSON.")
-@click.option("--fallback-render", type=click.Path(dir_okay=False), default=None, metavar="FILE",
-              help="With no audio output device, render to FILE instead of failing.")
-@click.option("--reconnect", is_flag=True, help="If the audio device or server goes away, wait for it and carry on.")
-@click.option("--resume-at", type=int, default=None, hidden=True)  # used by --reconnect's fresh process
-@common_options
-def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_json, fallback_render, reconnect,
-         resume_at, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, flat_pace, no_cues,
-         voice_pack):
-    """Play PROFILE live on an audio device (default: the bundled demo descent)."""
-    from metronome.devices import NoOutputDevice, find_device
-    from metronome.live import parse_resume, run_play
-
-    # Every flag is checked before deciding anything, the fallback render included.
-    if blocksize < 0 or blocksize > 65536:
-        raise InputError(f"--blocksize: {blocksize!r} is outside 0..65536")
-    if duration is not None and not (0 < duration < 24 * 3600):
-        raise InputError(f"--duration: {duration!r} is outside (0, 86400) seconds")
-    if sensor is not None:
-        from metronome.sensors import parse_sensor_url
-
-        parse_sensor_url(sensor, listen_any=listen_any)
-    if resume_at is not None:
-        parse_resume(resume_at, os.environ.get("DOWNBEAT_RESUME"))
-    if fallback_render is not None:
-        try:
-            find_device(device)
-        except NoOutputDevice as exc:
-            if profile is None:
-                profile = "demo-descent"
-            click.echo(f"downbeat: {exc.reason}; rendering {profile} to {fallback_render} instead", err=True)
-            ctx = click.get_current_context()
-            ctx.invoke(render, profile=profile, out=fallback_render, events=None, blocksize=65536, channels=2,
-                       subtype=None, quiet=quiet, as_json=as_json, base_cadence=base_cadence, samplerate=samplerate,
-                       upper_cap=upper_cap, volume_db=volume_db, ceiling_db=ceiling_db, accent_every=accent_every,
-                       flat_pace=flat_pace, no_cues=no_cues, voice_pack=voice_pack)
-            return
-
-    if profile is None and sensor is None:
-        profile = "demo-descent"
-    summary = run_play(profile=profile, sensor=sensor, listen_any=listen_any, device=device, blocksize=blocksize,
-                       duration=duration, quiet=quiet or as_json, base_cadence=base_cadence, samplerate=samplerate,
-                       upper_cap=upper_cap, volume_db=volume_db, ceiling_db=ceiling_db, accent_every=accent_every,
-                       flat_pace=flat_pace, no_cues=no_cues, voice_pack=voice_pack, reconnect=reconnect,
-                       resume_at=resume_at)
-    if as_json:
-        click.echo(json.dumps(summary))
-    elif not quiet:
-        click.echo(f"session: {summary['played_s']:.1f} s, {summary['beats']} steps, {summary['cues']} cues, "
-                   f"{summary['underflows']} underflows, callback p99 {summary['callback_p99_ms']:.3f} ms"
-                   + (f", stopped: {summary['stop_reason']}" if summary.get("stop_reason") else ""))
-    if summary.get("error"):
-        click.echo(f"downbeat: error: {summary['error']}", err=True)
-        _exit_now_if_wedged(1)
-        raise click.exceptions.Exit(1)
-    _exit_now_if_wedged(0)
-
-
-def _exit_now_if_wedged(code):
-    """A stream on a dead server cannot be closed, and PortAudio's atexit teardown would block on it forever:
-    flush and leave without it."""
-    from metronome.player import any_stream_wedged
-
-    if any_stream_wedged():
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
 
 
 @cli.command()
