@@ -42,7 +42,7 @@ TRIGGER_POINT_TYPE = {"announce_descent": "summit", "steep_descent": "danger", "
                       "descent_end": "valley", "descent_start": "generic", "long_descent": "generic"}
 #: Short labels for the bundled cues (cues/library.yaml); other cues use their first words.
 CUE_LABELS = {
-    "steep_ahead": "Steep {g} next", "descent_ahead": "{g} ahead",
+    "steep_ahead": "Steep {g} next", "descent_ahead": "Descent {g}",
     "pick_line": "Tech: pick line",
     "lean_forward": "{g} lean fwd", "quick_steps": "{g} quick feet", "eyes_ahead": "{g} eyes ahead",
     "steep_shorten": "{g} shorten", "arms_wide": "{g} arms wide",
@@ -82,7 +82,8 @@ class CuePoint:
 
 @dataclass(frozen=True)
 class Track:
-    """The points written as FIT records: distance along the course, position (NaN when unknown), altitude, time."""
+    """The points written as FIT records: distance along the course, position (``None`` without positions, NaN
+    at points without a fix), altitude (NaN where the source has none), plan time."""
 
     distance_m: np.ndarray
     lat_deg: np.ndarray | None
@@ -91,12 +92,17 @@ class Track:
     time_s: np.ndarray
 
     def position_at(self, distance_m):
-        """(lat, lon) in degrees at course distance(s) ``distance_m``, linear between points; ``None`` without
-        positions."""
+        """(lat, lon) in degrees at course distance(s) ``distance_m``, linear between fixes; NaN outside the stretch
+        that has fixes; ``None`` without positions."""
         if self.lat_deg is None:
             return None
-        return (np.interp(distance_m, self.distance_m, self.lat_deg),
-                np.interp(distance_m, self.distance_m, self.lon_deg))
+        fix = np.isfinite(self.lat_deg) & np.isfinite(self.lon_deg)
+        d = self.distance_m[fix]
+        x = np.asarray(distance_m, dtype=np.float64)
+        inside = (x >= d[0]) & (x <= d[-1])
+        lat = np.where(inside, np.interp(x, d, self.lat_deg[fix]), np.nan)
+        lon = np.where(inside, np.interp(x, d, self.lon_deg[fix]), np.nan)
+        return lat, lon
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -165,9 +171,11 @@ def cue_points(profile, planned_cues, samplerate: int) -> list:
 # ------------------------------------------------------------------------------------------------------------------
 # Profile -> track with positions
 # ------------------------------------------------------------------------------------------------------------------
-def _raw_positions(profile):
-    """(distance_m, lat_deg, lon_deg) of the profile's source track, on the profile's own distance scale, or
-    ``None`` when the source has no positions (YAML, treadmill) or cannot be read again."""
+def _raw_track(profile):
+    """``(distance_m, lat_deg, lon_deg, elevation_m)`` of the profile's source file (GPX/TCX/FIT), on the profile's
+    own distance scale, or ``None`` for an authored YAML profile or a file that cannot be read again.  ``lat_deg``
+    and ``lon_deg`` are ``None`` when the file has no positions (a treadmill run); elevation is the file's own
+    (NaN where it has none)."""
     from metronome.errors import ProfileError
     from profiles import loader
     from profiles.track import _cumulative_distance
@@ -189,38 +197,48 @@ def _raw_positions(profile):
         else:
             from profiles.fit import read_fit as read
         raw = read(data, display)
-        if raw.lat_deg is None or raw.lon_deg is None:
-            return None
-        d = _cumulative_distance(raw, display)
+        d = _cumulative_distance(raw, display)  # the same distance the profile was built on
     except ProfileError:
         return None
-    ok = np.isfinite(raw.lat_deg) & np.isfinite(raw.lon_deg)
-    if ok.sum() < 2 or d[-1] <= 0:
+    ele = np.asarray(raw.elevation_m, dtype=np.float64)
+    lat = lon = None
+    if raw.lat_deg is not None and raw.lon_deg is not None:
+        lat = np.asarray(raw.lat_deg, dtype=np.float64).copy()
+        lon = np.asarray(raw.lon_deg, dtype=np.float64).copy()
+        fix = np.isfinite(lat) & np.isfinite(lon)
+        lat[~fix] = np.nan  # points without a fix (GPS not locked yet) stay without one
+        lon[~fix] = np.nan
+        if fix.sum() < 2:
+            lat = lon = None
+    if d.size < 2:
         return None
-    d, lat, lon = d[ok], np.asarray(raw.lat_deg)[ok], np.asarray(raw.lon_deg)[ok]
     # The profile's grid ends at the same total; guard against a file changed since it was loaded.
     total = profile.total_distance_m
-    if abs(d[-1] - d[0] - total) > max(1.0, 0.001 * total):
-        return None
     d = d - d[0]
+    if abs(d[-1] - total) > max(1.0, 0.001 * total):
+        return None
     d_u, first = np.unique(d, return_index=True)  # standing still: keep the first fix
-    return d_u, lat[first], lon[first]
+    return (d_u, None if lat is None else lat[first], None if lon is None else lon[first], ele[first])
 
 
 def course_track(profile) -> tuple:
     """``(track, warnings)``: the points to write as FIT records.
 
-    With positions, the track's own points are used (no corner is cut by resampling); without, the profile's
-    grid.  Altitude and time are the profile's (the plan's) at each point's distance.  Points closer than one
-    whole second to the previous one are dropped (FIT timestamps are whole seconds); the last is always kept.
+    For a profile read from a file, the file's own points are used (no corner is cut by resampling) with its own
+    elevation, so that importing the exported course runs the same spike filter, noise estimate and smoothing on
+    the same numbers and gives back the same profile; for an authored YAML profile, its grid and elevation.
+    Time is the plan's (``profile.time_s``) at each point's distance.  Points closer than one whole second to
+    the previous one are dropped (FIT timestamps are whole seconds); the last is always kept.
     """
     warnings = []
-    pos = _raw_positions(profile)
-    if pos is not None:
-        d, lat, lon = pos
+    raw = _raw_track(profile)
+    if raw is not None:
+        d, lat, lon, alt = raw
         d = np.clip(d, 0.0, profile.total_distance_m)
     else:
         d, lat, lon = np.asarray(profile.distance_m, dtype=np.float64), None, None
+        alt = np.asarray(profile.elevation_m, dtype=np.float64)
+    if lat is None:
         warnings.append(f"{profile.source}: no map positions: the FIT course carries distance, altitude and cue "
                         "points only, so a watch can show it but not navigate it")
     t = np.interp(d, profile.distance_m, profile.time_s)
@@ -236,7 +254,6 @@ def course_track(profile) -> tuple:
         j = np.flatnonzero(keep)[-1]
         keep[j] = False
         keep[-1] = True
-    alt = np.interp(d, profile.distance_m, profile.elevation_m)
     track = Track(distance_m=d[keep], lat_deg=None if lat is None else lat[keep],
                   lon_deg=None if lon is None else lon[keep], altitude_m=alt[keep], time_s=t[keep])
     return track, tuple(warnings)
@@ -328,10 +345,11 @@ def build_course(profile, planned_cues, samplerate: int, *, name: str | None = N
     m.total_ascent = int(round(asc))
     m.total_descent = int(round(desc))
     if has_pos:
-        m.start_position_lat = float(track.lat_deg[0])
-        m.start_position_long = float(track.lon_deg[0])
-        m.end_position_lat = float(track.lat_deg[-1])
-        m.end_position_long = float(track.lon_deg[-1])
+        fix = np.flatnonzero(np.isfinite(track.lat_deg) & np.isfinite(track.lon_deg))
+        m.start_position_lat = float(track.lat_deg[fix[0]])
+        m.start_position_long = float(track.lon_deg[fix[0]])
+        m.end_position_lat = float(track.lat_deg[fix[-1]])
+        m.end_position_long = float(track.lon_deg[fix[-1]])
     builder.add(m)
 
     m = EventMessage()
@@ -344,11 +362,12 @@ def build_course(profile, planned_cues, samplerate: int, *, name: str | None = N
     for i in range(track.distance_m.size):
         r = RecordMessage()
         r.timestamp = _fit.fit_ms(start, float(track.time_s[i]))
-        if has_pos:
+        if has_pos and np.isfinite(track.lat_deg[i]) and np.isfinite(track.lon_deg[i]):
             r.position_lat = float(track.lat_deg[i])
             r.position_long = float(track.lon_deg[i])
         r.distance = float(track.distance_m[i])
-        r.altitude = float(track.altitude_m[i])
+        if np.isfinite(track.altitude_m[i]):
+            r.altitude = float(track.altitude_m[i])
         builder.add(r)
 
     for k, p in enumerate(points):
@@ -356,7 +375,7 @@ def build_course(profile, planned_cues, samplerate: int, *, name: str | None = N
         c.message_index = k
         c.timestamp = _fit.fit_ms(start, p.time_s)
         pos = track.position_at(p.distance_m)
-        if pos is not None:
+        if pos is not None and np.isfinite(pos[0]):
             c.position_lat = float(pos[0])
             c.position_long = float(pos[1])
         c.distance = p.distance_m
