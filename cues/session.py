@@ -48,3 +48,23 @@ def plan_profile_cues(profile, tempo_map, samplerate: int, voice_pack=None, *, l
             seen.add(cue.clip_name)
             clips.append((cue.clip_name, bank.clip(cue.cue_id, cue.phrasing_index)))
     return clips, planned
+
+
+def plan_profile_cues_unvoiced(profile, tempo_map, samplerate: int, *, library=None,
+                               rules: PlannerRules = PlannerRules(), terrain_rules: TerrainRules = TerrainRules()):
+    """The cue plan without synthesizing any speech (exports, machines without espeak-ng).
+
+    Every phrasing is assumed to be ``rules.max_clip_s`` long, the longest a clip may be, so the plan never
+    places a cue where the real clip would not fit; a real clip is shorter, hence a cue may land a beat or a few
+    seconds away from where the synthesized plan puts it (same cues, same rules, same order of placement).
+
+    Returns
+    -------
+    list of PlannedCue
+        Sorted by ``start_sample``, as :func:`plan_profile_cues`.
+    """
+    lib = library if library is not None else load_library()
+    length = int(rules.max_clip_s * samplerate)
+    lengths = {(c.id, k): length for c in lib for k in range(len(c.phrasings))}
+    return plan_cues(terrain_events(profile, terrain_rules), tempo_map.beat_samples(), tempo_map.ramps(),
+                     lengths, samplerate, lib, rules)

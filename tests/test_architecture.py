@@ -30,7 +30,7 @@ LAYERS = (
     ("metronome.session", 5),
     ("metronome.live", 6), ("metronome.export", 6),
     ("metronome.cli", 7), ("metronome.history.commands", 7),
-    ("metronome.history.plot", 7), ("metronome.latency.command", 7), ("metronome.export.command", 7),
+    ("metronome.history.plot", 7), ("metronome.latency.command", 7),
 )
 
 

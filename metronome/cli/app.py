@@ -45,6 +45,7 @@ LAZY_COMMANDS = {
     "cues": "metronome.cli.cues:cues",
     "doctor": "metronome.cli.doctor:doctor",
     "play": "metronome.cli.play:play",
+    "export": "metronome.cli.export:export",
 }
 
 
