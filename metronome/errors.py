@@ -33,9 +33,17 @@ class DownbeatError(Exception):
 
 
 class InputError(DownbeatError, ValueError):
-    """Bad user input: file, field, flag or value. Exit code 2, one-line message."""
+    """Bad user input: file, field, flag or value. Exit code 2, one-line message.
+
+    ``field`` names the settings field the message starts with (``samplerate: ...``), so the CLI can say which of
+    its options that is; library code never words its errors as flags.
+    """
 
     exit_code = 2
+
+    def __init__(self, *args, field: str | None = None):
+        super().__init__(*args)
+        self.field = field
 
 
 class ProfileError(InputError):

@@ -5,62 +5,16 @@ Everything here is computed once before audio starts; the kernel only reads the 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import InputError
+from .settings import EngineSettings
 
 
 def db_to_gain(db: float) -> float:
     return 10.0 ** (db / 20.0)
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """Output and mixing parameters.
-
-    Attributes
-    ----------
-    samplerate : int
-    channels : int
-        The mono mix is copied to every channel (headphones want 2).
-    ceiling_dbfs : float
-        Output peak never exceeds this (default -6 dBFS), whatever clicks and cues are mixed.
-    volume_db : float
-        Master volume, <= 0 dB: Downbeat never applies positive gain to the user's system.
-    duck_db : float
-        Click level while speech plays (-6 dB).
-    accent_every : int
-        Accent every N steps (0: no accent).
-    n_voices : int
-        Size of the fixed voice pool.
-    """
-
-    samplerate: int = 48000
-    channels: int = 2
-    ceiling_dbfs: float = -6.0
-    volume_db: float = 0.0
-    duck_db: float = -6.0
-    accent_every: int = 4
-    n_voices: int = 8
-
-    def __post_init__(self):
-        if not (isinstance(self.samplerate, (int, np.integer)) and 8000 <= self.samplerate <= 384000):
-            raise InputError(f"--samplerate: {self.samplerate!r} is not an integer in 8000..384000")
-        if self.channels not in (1, 2):
-            raise InputError(f"--channels: {self.channels!r} is not 1 or 2")
-        if not (math.isfinite(self.ceiling_dbfs) and -60.0 <= self.ceiling_dbfs <= 0.0):
-            raise InputError(f"--ceiling-db: {self.ceiling_dbfs!r} is outside -60..0 dBFS")
-        if not (math.isfinite(self.volume_db) and -60.0 <= self.volume_db <= 0.0):
-            raise InputError(f"--volume-db: {self.volume_db!r} is outside -60..0 dB (never positive gain)")
-        if not (math.isfinite(self.duck_db) and -40.0 <= self.duck_db <= 0.0):
-            raise InputError(f"--duck-db: {self.duck_db!r} is outside -40..0 dB")
-        if not (0 <= self.accent_every <= 64):
-            raise InputError(f"--accent-every: {self.accent_every!r} is outside 0..64")
-        if not (2 <= self.n_voices <= 64):
-            raise InputError(f"n_voices: {self.n_voices!r} is outside 2..64")
 
 
 # ------------------------------------------------------------------------------------------------------------------

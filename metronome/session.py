@@ -38,7 +38,7 @@ def load_profile(spec: str, flat_pace=None, **kwargs):
     return _load(spec, **kwargs)
 
 
-def tempo_settings_for(profile, base_cadence=None, upper_cap: float = 1.08) -> TempoSettings:
+def tempo_settings_for(profile, base_cadence=None, upper_cap: float = TempoSettings.upper_cap) -> TempoSettings:
     """Tempo settings of a session: ``--base-cadence`` if given, else the profile's own, else the default."""
     base = base_cadence
     if base is None:

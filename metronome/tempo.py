@@ -21,67 +21,14 @@ not heard as jumps, hence ramps of at most 0.4 % per beat and a hysteresis that 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from . import _kernels as K
 from .errors import InputError
+from .settings import TempoSettings
 from .levels import plateaus
 
-MAX_UPPER_CAP = 1.10
-
-
-@dataclass(frozen=True)
-class TempoSettings:
-    """Parameters of the grade -> cadence model and of tempo changes.
-
-    Attributes
-    ----------
-    base_cadence_spm : float
-        The runner's cadence on the flat (steps per minute; one click per step).
-    lower_cap, upper_cap : float
-        Clamp of the cadence factor (``upper_cap`` may be raised by the user up to 1.10).
-    down_gain_per_pct, steep_gain_per_pct : float
-        Factor change per grade point beyond the dead zones.
-    down_deadzone_pct, steep_threshold_pct : float
-    max_change_per_beat : float
-        Ramp limit, relative tempo change per beat (0.004 = 0.4 %).
-    hysteresis_pct : float
-        Grade change (points) needed before the tempo reacts...
-    hold_m, hold_s : float
-        ...held over this distance (distance profiles) or this time (time-only profiles / live feeds).
-    """
-
-    base_cadence_spm: float = 170.0
-    lower_cap: float = 0.94
-    upper_cap: float = 1.08
-    down_gain_per_pct: float = 0.005
-    steep_gain_per_pct: float = 0.005
-    down_deadzone_pct: float = 2.0
-    steep_threshold_pct: float = 8.0
-    max_change_per_beat: float = 0.004
-    hysteresis_pct: float = 1.0
-    hold_m: float = 60.0
-    hold_s: float = 15.0
-
-    def __post_init__(self):
-        if not (math.isfinite(self.base_cadence_spm) and 60.0 <= self.base_cadence_spm <= 240.0):
-            raise InputError(f"--base-cadence: {self.base_cadence_spm!r} is outside 60..240 steps per minute")
-        if not (1.0 <= self.upper_cap <= MAX_UPPER_CAP):
-            raise InputError(f"--upper-cap: {self.upper_cap!r} is outside 1.00..{MAX_UPPER_CAP:.2f}")
-        if not (0.5 <= self.lower_cap <= 1.0):
-            raise InputError(f"--lower-cap: {self.lower_cap!r} is outside 0.50..1.00")
-        if not (0.0 < self.max_change_per_beat <= 0.05):
-            raise InputError(f"max_change_per_beat: {self.max_change_per_beat!r} is outside (0, 0.05]")
-
-    @property
-    def min_bpm(self) -> float:
-        return self.base_cadence_spm * self.lower_cap
-
-    @property
-    def max_bpm(self) -> float:
-        return self.base_cadence_spm * self.upper_cap
 
 
 def cadence_factor(grade_pct, settings: TempoSettings = TempoSettings()):
@@ -139,7 +86,7 @@ class TempoMap:
             bad = b[~(np.isfinite(b) & (b > 0) & (b < 1000))][0]
             raise InputError(f"tempo map: bpm {bad!r} is outside (0, 1000)")
         if not (isinstance(samplerate, (int, np.integer)) and 8000 <= samplerate <= 384000):
-            raise InputError(f"--samplerate: {samplerate!r} is not an integer in 8000..384000")
+            raise InputError(f"samplerate: {samplerate!r} is not an integer in 8000..384000", field="samplerate")
         phase = np.empty_like(s)
         K.map_phase_at_breakpoints(s, b, float(samplerate), phase)
         for arr in (s, b, phase):

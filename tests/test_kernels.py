@@ -52,7 +52,7 @@ def test_default_model_matches_design_formula():
     assert cadence_factor(40.0) == pytest.approx(0.94)
     assert target_cadence(-10.0, s) == pytest.approx(176.8)
     assert cadence_factor(-40.0, TempoSettings(upper_cap=1.10)) == pytest.approx(1.10)
-    with pytest.raises(InputError, match="upper-cap"):
+    with pytest.raises(InputError, match="^upper_cap: "):
         TempoSettings(upper_cap=1.2)
 
 
@@ -188,7 +188,7 @@ def test_volume_never_above_unity_and_gain_changes_are_smooth():
     # Fading to zero takes several ms (no step), then silence.
     assert np.abs(b[-SR // 2:]).max() == 0.0
     assert np.abs(a).max() <= 0.9 * 10 ** (-6 / 20) + 1e-6  # the accent, just under the -6 dBFS ceiling
-    with pytest.raises(InputError, match="volume-db"):
+    with pytest.raises(InputError, match="^volume_db: "):
         EngineSettings(volume_db=3.0)
 
 

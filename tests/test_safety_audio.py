@@ -184,13 +184,13 @@ def test_set_gain_above_one_is_clamped_to_unity():
 
 @pytest.mark.parametrize("volume_db", [1e-9, 0.5, 6.0, math.inf, math.nan])
 def test_positive_or_non_finite_volume_is_an_input_error(volume_db):
-    with pytest.raises(InputError, match="--volume-db"):
+    with pytest.raises(InputError, match="^volume_db: "):
         EngineSettings(volume_db=volume_db)
 
 
 @pytest.mark.parametrize("ceiling_db", [1e-9, 3.0, math.inf, -math.inf, math.nan])
 def test_ceiling_above_full_scale_or_non_finite_is_an_input_error(ceiling_db):
-    with pytest.raises(InputError, match="--ceiling-db"):
+    with pytest.raises(InputError, match="^ceiling_dbfs: "):
         EngineSettings(ceiling_dbfs=ceiling_db)
 
 

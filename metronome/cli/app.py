@@ -13,6 +13,23 @@ import sys
 import click
 
 from metronome.errors import DownbeatError, InputError
+from metronome.settings import EngineSettings, TempoSettings
+
+#: Settings fields -> the options that set them: library errors name the field, the CLI names its option.
+FLAG_FOR_FIELD = {
+    "samplerate": "--samplerate", "channels": "--channels", "ceiling_dbfs": "--ceiling-db",
+    "volume_db": "--volume-db", "accent_every": "--accent-every", "base_cadence_spm": "--base-cadence",
+    "upper_cap": "--upper-cap",
+}
+
+
+def error_line(exc: DownbeatError) -> str:
+    """The one line printed for an error: newlines folded, a settings field named by its option."""
+    msg = " ".join(str(exc).split("\n")).replace("\r", " ") if str(exc) else type(exc).__name__
+    field = getattr(exc, "field", None)
+    if field in FLAG_FOR_FIELD and msg.startswith(field + ":"):
+        msg = FLAG_FOR_FIELD[field] + msg[len(field):]
+    return msg
 
 GUIDE = """\
 Downbeat: a cadence coach for downhill running. The metronome follows the gradient; spoken cues coach technique.
@@ -78,12 +95,15 @@ def cli(ctx):
 _common = [
     click.option("--base-cadence", type=float, default=None, metavar="SPM",
                  help="Your cadence on the flat, steps per minute (default: the profile's, else 170)."),
-    click.option("--samplerate", type=int, default=48000, show_default=True),
-    click.option("--upper-cap", type=float, default=1.08, show_default=True,
+    click.option("--samplerate", type=int, default=EngineSettings.samplerate, show_default=True),
+    click.option("--upper-cap", type=float, default=TempoSettings.upper_cap, show_default=True,
                  help="Largest cadence factor on steep descents (at most 1.10)."),
-    click.option("--volume-db", type=float, default=0.0, show_default=True, help="Master volume, <= 0 dB."),
-    click.option("--ceiling-db", type=float, default=-6.0, show_default=True, help="Output peak ceiling, dBFS."),
-    click.option("--accent-every", type=int, default=4, show_default=True, help="Accent every N steps (0: off)."),
+    click.option("--volume-db", type=float, default=EngineSettings.volume_db, show_default=True,
+                 help="Master volume, <= 0 dB."),
+    click.option("--ceiling-db", type=float, default=EngineSettings.ceiling_dbfs, show_default=True,
+                 help="Output peak ceiling, dBFS."),
+    click.option("--accent-every", type=int, default=EngineSettings.accent_every, show_default=True,
+                 help="Accent every N steps (0: off)."),
     click.option("--flat-pace", default=None, metavar="MM:SS",
                  help="Your pace on the flat per km, for courses without timing (default 5:30)."),
     click.option("--no-cues", is_flag=True, help="Clicks only, no spoken cues."),
@@ -241,8 +261,7 @@ def main(argv=None):
         sys.exit(2)
     except DownbeatError as exc:
         # One line, always: a file name or value may itself hold a newline.
-        msg = " ".join(str(exc).split("\n")).replace("\r", " ") if str(exc) else type(exc).__name__
-        click.echo(f"downbeat: error: {msg}", err=True)
+        click.echo(f"downbeat: error: {error_line(exc)}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("downbeat: interrupted", err=True)

@@ -14,6 +14,7 @@ import os
 import click
 
 from metronome.errors import InputError
+from metronome.settings import TempoSettings
 
 
 def _check_out(path: str | None, flag: str) -> None:
@@ -52,7 +53,7 @@ def _plan_cues(profile, tempo_settings, samplerate: int, voice_pack):
               help="Write a FIT workout: one distance step per tempo plateau with a cadence target.")
 @click.option("--base-cadence", type=float, default=None, metavar="SPM",
               help="Your cadence on the flat, steps per minute (default: the profile's, else 170).")
-@click.option("--upper-cap", type=float, default=1.08, show_default=True,
+@click.option("--upper-cap", type=float, default=TempoSettings.upper_cap, show_default=True,
               help="Largest cadence factor on steep descents (at most 1.10).")
 @click.option("--flat-pace", default=None, metavar="MM:SS",
               help="Your pace on the flat per km, for courses without timing (default 5:30).")
