@@ -44,7 +44,7 @@ def mls(order: int = 12) -> np.ndarray:
     for i in range(n):
         bit = 0
         for t in taps:
-            bit ^= (state >> (t - 1)) & 1
+            bit ^= (state >> (order - t)) & 1  # stage t is t-1 shifts from the input end
         out[i] = 1.0 if state & 1 else -1.0
         state = (state >> 1) | (bit << (order - 1))
     return out
