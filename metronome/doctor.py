@@ -368,6 +368,9 @@ def run_checks() -> list[Check]:
     checks += check_voice_cache()
     checks += check_portaudio(_run_probe("portaudio", PORTAUDIO_PROBE_TIMEOUT_S))
     checks += check_servers()
+    from .latency.rtchecks import run_rt_checks  # CPU governor, RT limits, audio group, kernel, quantum
+
+    checks += run_rt_checks()
     return checks
 
 

@@ -45,7 +45,9 @@ S_OUT_UNDERFLOW = 4
 S_OUT_OVERFLOW = 5
 S_PRIMING = 6
 S_NULL_INPUT = 7  # callbacks that got no input buffer (recorded as silence)
-S_N = 8
+S_XRUN_CALLBACKS = 8  # callbacks with any under/overflow flag (PortAudio's JACK host API sets input overflow
+#                       and output underflow together for one server xrun: counting flags would count it twice)
+S_N = 9
 
 # PaStreamCallbackFlags (portaudio.h)
 PA_INPUT_UNDERFLOW = 0x1
@@ -96,6 +98,8 @@ def _duplex_cb(inp, outp, frames, time_info, status, user):
         stats[S_OUT_UNDERFLOW] += 1
     if status & PA_OUTPUT_OVERFLOW:
         stats[S_OUT_OVERFLOW] += 1
+    if status & (PA_INPUT_UNDERFLOW | PA_INPUT_OVERFLOW | PA_OUTPUT_UNDERFLOW | PA_OUTPUT_OVERFLOW):
+        stats[S_XRUN_CALLBACKS] += 1
     if status & PA_PRIMING_OUTPUT:
         stats[S_PRIMING] += 1
     n = int(frames)

@@ -55,14 +55,17 @@ class LoopbackResult:
     jitter_p50_ms, jitter_p99_ms : float or None
         Median and 99th percentile of ``|lag - trend|`` (the trend is the straight-line fit used for drift).
     drift_ppm : float or None
-        Slope of the lag over the run (frames of lag per frame played) x 1e6 (Theil-Sen, see :func:`analyse`): 0 when input and output share
-        one clock; a cable between two devices with separate crystals typically shows tens of ppm.
+        Slope of the lag over the run (frames of lag per frame played) x 1e6 (Theil-Sen, see :func:`analyse`):
+        0 when input and output share
+        one clock; a cable between two devices with their own crystals can show tens of ppm (crystal
+        tolerances are commonly specified as +-20 to +-100 ppm).
     period_frames : int or None
         Median frames per callback (the period PortAudio actually used).
     server_period_frames : int or None
         The JACK server's period, when the host API is JACK.
     xruns : int
-        Callbacks PortAudio flagged with an input overflow/underflow or output underflow/overflow.
+        Callbacks PortAudio flagged with an input overflow/underflow or output underflow/overflow (one count per
+        callback, however many flags it had).
     """
 
     device: str
@@ -273,8 +276,8 @@ class DuplexMeasurement:
         return x
 
     def xruns(self) -> int:
-        s = self.stats
-        return int(s[KD.S_IN_UNDERFLOW] + s[KD.S_IN_OVERFLOW] + s[KD.S_OUT_UNDERFLOW] + s[KD.S_OUT_OVERFLOW])
+        """Callbacks PortAudio flagged with any input/output under- or overflow."""
+        return int(self.stats[KD.S_XRUN_CALLBACKS])
 
     def period_frames(self) -> int | None:
         n = min(int(self.stats[KD.S_CALLBACKS]), LOG_CALLBACKS)
@@ -357,7 +360,10 @@ def measure(device: str | None = None, blocksize: int = 0, seconds: float = 10.0
     first_k = 1  # burst 0 is a warm-up (streams start with priming and silence)
     n_bursts = max(2, int(math.ceil(seconds * sr / m.burst)))
     try:
-        stream.start()
+        try:
+            stream.start()
+        except sd.PortAudioError as exc:
+            raise AudioDeviceError(f"cannot start {label} for input and output: {exc}") from None
         pa_lat = {"input": round(stream.latency[0] * 1000.0, 3), "output": round(stream.latency[1] * 1000.0, 3)}
         ins, outs = _own_ports(before, graph.ports()) if graph else ([], [])
         if graph and ins and outs and any(o in graph.connections(ins[0]) for o in outs):
@@ -414,7 +420,8 @@ def measure(device: str | None = None, blocksize: int = 0, seconds: float = 10.0
     if missing:
         note(f"{missing} of {missing + len(lags)} bursts did not come back cleanly (xruns: {xruns})")
     return LoopbackResult(device=label, hostapi=hostapi, samplerate=sr, blocksize=int(blocksize),
-                          period_frames=period, server_period_frames=server_period, **a, xruns=xruns, bursts=len(lags), bursts_missing=missing,
+                          period_frames=period, server_period_frames=server_period, **a, xruns=xruns,
+                          bursts=len(lags), bursts_missing=missing,
                           seconds=round(len(lags) * m.burst / sr, 3), portaudio_latency_ms=pa_lat,
                           jack_connected=connected, notes=notes,
                           lags_frames=[float(v) for v in lags], lag_times_s=[s / sr for s in starts])
