@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-
+from dataclasses import dataclass
 
 from .errors import AudioDeviceError, InputError
 
@@ -16,29 +16,56 @@ class NoOutputDevice(AudioDeviceError):
                          "('downbeat doctor' says what to install or start)")
 
 
-def find_device(name: str | None):
-    """Resolve ``--device`` (index or case-insensitive substring) to an output device index."""
+@dataclass(frozen=True)
+class DeviceInfo:
+    """One PortAudio device as Downbeat uses it."""
+
+    index: int
+    name: str
+    hostapi: str
+    inputs: int
+    outputs: int
+    default_samplerate: float
+    default_output: bool
+    default_input: bool
+
+    @property
+    def label(self) -> str:
+        """``name (host API)``: what ``--device`` matches and what stored offsets are keyed by."""
+        return f"{self.name} ({self.hostapi})"
+
+
+def list_devices() -> list[DeviceInfo]:
+    """Every PortAudio device, or :class:`NoOutputDevice` when PortAudio itself is missing or broken."""
     try:
         import sounddevice as sd  # raises OSError when libportaudio2 is missing
 
         devices = sd.query_devices()
+        apis = sd.query_hostapis()
+        d_in, d_out = sd.default.device
     except Exception as exc:  # PortAudio missing or broken: say what to install
         raise NoOutputDevice(f"PortAudio is not usable ({exc}); install it with 'apt-get install libportaudio2'")
-    outputs = [i for i, d in enumerate(devices) if d["max_output_channels"] > 0]
+    return [DeviceInfo(i, d["name"], apis[d["hostapi"]]["name"], int(d["max_input_channels"]),
+                       int(d["max_output_channels"]), float(d["default_samplerate"]), i == d_out, i == d_in)
+            for i, d in enumerate(devices)]
+
+
+def find_device(name: str | None):
+    """Resolve ``--device`` (index or case-insensitive substring) to an output device index."""
+    outputs = [d for d in list_devices() if d.outputs > 0]
     if not outputs:
         raise NoOutputDevice("no audio output device found (no sound card, JACK or PulseAudio server)")
+    indices = [d.index for d in outputs]
     if name is None:
-        default = sd.default.device[1]
-        return default if default in outputs else outputs[0]
+        default = [d.index for d in outputs if d.default_output]
+        return default[0] if default else indices[0]
     if name.isdigit():
-        if int(name) in outputs:
+        if int(name) in indices:
             return int(name)
-        raise InputError(f"--device: {name!r} is not an output device index (outputs: {outputs})")
-    apis = sd.query_hostapis()
+        raise InputError(f"--device: {name!r} is not an output device index (outputs: {indices})")
     # "JACK", "pulse" or "USB": match the device name or its host API's name.
-    label = {i: f"{devices[i]['name']} ({apis[devices[i]['hostapi']]['name']})" for i in outputs}
-    matches = [i for i in outputs if name.lower() in label[i].lower()]
+    matches = [d.index for d in outputs if name.lower() in d.label.lower()]
     if not matches:
-        names = ", ".join(repr(label[i]) for i in outputs)
+        names = ", ".join(repr(d.label) for d in outputs)
         raise InputError(f"--device: no output device matches {name!r} (have: {names})")
     return matches[0]

@@ -63,6 +63,7 @@ LAZY_COMMANDS = {
     "doctor": "metronome.cli.doctor:doctor",
     "play": "metronome.cli.play:play",
     "export": "metronome.cli.export:export",
+    "latency": "metronome.cli.latency:latency",
 }
 
 
@@ -206,24 +207,24 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
 
 @cli.command()
 def devices():
-    """List audio output devices (PortAudio)."""
-    import sounddevice as sd
+    """List audio output devices (PortAudio), with the latency stored for each by `downbeat latency`."""
+    from metronome.devices import NoOutputDevice, list_devices
+    from metronome.latency.offsets import format_offsets
 
     try:
-        devs = sd.query_devices()
-        apis = sd.query_hostapis()
-    except Exception as exc:
-        raise InputError(f"PortAudio is not usable ({exc}); install it with 'apt-get install libportaudio2'")
-    outs = [(i, d) for i, d in enumerate(devs) if d["max_output_channels"] > 0]
+        outs = [d for d in list_devices() if d.outputs > 0]
+    except NoOutputDevice as exc:
+        raise InputError(exc.reason) from None
     if not outs:
         click.echo("no output devices (no sound card, JACK or PulseAudio server): use 'downbeat render'")
-        return
-    default = sd.default.device[1]
-    for i, d in outs:
-        mark = "*" if i == default else " "
-        click.echo(f"{mark} {i:2d}  {d['name']}  ({apis[d['hostapi']]['name']}, {d['max_output_channels']} out, "
-                   f"{d['default_samplerate']:.0f} Hz)")
-
+    for d in outs:
+        mark = "*" if d.default_output else " "
+        click.echo(f"{mark} {d.index:2d}  {d.name}  ({d.hostapi}, {d.outputs} out, {d.default_samplerate:.0f} Hz)")
+    stored = format_offsets()
+    if stored:
+        click.echo("stored latency (downbeat latency):")
+        for line in stored:
+            click.echo(f"  {line}")
 
 
 class Terminated(KeyboardInterrupt):

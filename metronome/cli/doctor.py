@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -53,50 +53,7 @@ RENDER_PACKAGES = (
     ("matplotlib", "matplotlib>=3.7"),
 )
 
-STATUSES = ("ok", "info", "warn", "fail")
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of the doctor's report.
-
-    Attributes
-    ----------
-    name : str
-        Short, stable identifier (``portaudio``, ``espeak-ng`` ...); scripts read it from ``--json``.
-    status : str
-        ``ok``; ``info`` (absent but not needed); ``warn`` (play or speed is affected); ``fail`` (render is).
-    detail : str
-        What was found, one line.
-    fix : str or None
-        The exact command to install or start what is missing (``install: ...``, ``start ...: ...``).
-    needed_for : str
-        ``render`` or ``play``.
-    """
-
-    name: str
-    status: str
-    detail: str
-    fix: str | None = None
-    needed_for: str = "render"
-
-
-def _sudo() -> str:
-    """``sudo `` unless we already are root (a fresh Debian container has no sudo at all)."""
-    return "" if hasattr(os, "geteuid") and os.geteuid() == 0 else "sudo "
-
-
-def _apt(*packages: str) -> str:
-    return f"install: {_sudo()}apt-get install {' '.join(packages)}"
-
-
-def _child_env() -> dict:
-    """Environment for probes: never autostart a JACK server; import this very copy of Downbeat."""
-    env = dict(os.environ)
-    env["JACK_NO_START_SERVER"] = "1"
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
+from metronome.checks import STATUSES, Check, apt as _apt, child_env as _child_env, sudo as _sudo  # noqa: F401
 
 
 def _run_probe(kind: str, timeout_s: float) -> dict:
@@ -152,17 +109,18 @@ def _probe_portaudio() -> dict:
     except OSError as exc:  # libportaudio2 is not installed
         return {"importable": False, "error": str(exc).splitlines()[0]}
     out = {"importable": True, "version": sd.get_portaudio_version()[1], "outputs": []}
+    from metronome.devices import NoOutputDevice, list_devices
+
     try:
-        devices = sd.query_devices()
+        devices = list_devices()
         apis = sd.query_hostapis()
-        default = sd.default.device[1]
-    except Exception as exc:
-        out["error"] = str(exc).splitlines()[0]
+    except (NoOutputDevice, Exception) as exc:
+        out["error"] = str(getattr(exc, "reason", exc)).splitlines()[0]
         return out
-    for i, d in enumerate(devices):
-        if d["max_output_channels"] > 0:
-            out["outputs"].append({"index": i, "name": d["name"], "hostapi": apis[d["hostapi"]]["name"],
-                                   "channels": d["max_output_channels"], "default": i == default})
+    for d in devices:
+        if d.outputs > 0:
+            out["outputs"].append({"index": d.index, "name": d.name, "hostapi": d.hostapi, "channels": d.outputs,
+                                   "default": d.default_output})
     out["hostapis"] = [a["name"] for a in apis]
     return out
 
@@ -370,6 +328,9 @@ def run_checks() -> list[Check]:
     checks += check_voice_cache()
     checks += check_portaudio(_run_probe("portaudio", PORTAUDIO_PROBE_TIMEOUT_S))
     checks += check_servers()
+    from metronome.latency.rtchecks import run_rt_checks  # CPU governor, RT limits, audio group, kernel, quantum
+
+    checks += run_rt_checks()
     return checks
 
 

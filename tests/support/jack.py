@@ -75,3 +75,51 @@ def assert_underflows_explained(underflows, log_lines):
         assert underflows == 0, f"{underflows} underflows while the server logged no xrun"
     else:
         assert underflows <= len(xruns), (underflows, len(xruns))
+
+
+def named_jack_server(period_frames, samplerate=48000, attempts=3):
+    """Context manager: a private JACK dummy server ``jackd -n NAME -d dummy -r RATE -p PERIOD``, stopped by its pid.
+
+    Yields ``(name, env)`` where ``env`` points libjack (and so PortAudio) at it and never autostarts a server.
+    Retries when jackd dies on start (a loaded machine, a stale shm segment); SIGTERM on exit, because a SIGKILLed
+    jackd leaves its entry in JACK's shared-memory registry.
+    """
+    import contextlib
+    import os
+    import subprocess
+    import tempfile
+    import time
+    import uuid
+
+    @contextlib.contextmanager
+    def cm():
+        name = f"downbeat-{uuid.uuid4().hex[:8]}"
+        log = tempfile.TemporaryFile()
+        proc = None
+        try:
+            for _ in range(attempts):
+                proc = subprocess.Popen(["jackd", "-n", name, "-d", "dummy", "-r", str(samplerate),
+                                         "-p", str(period_frames)], stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, env=dict(os.environ, JACK_NO_START_SERVER="1"))
+                r = subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], capture_output=True)
+                if r.returncode == 0:
+                    break
+                proc.terminate()
+                proc.wait(timeout=10)
+                proc = None
+                time.sleep(1.0)
+            if proc is None:
+                log.seek(0)
+                raise AssertionError(f"jackd -n {name} did not start: {log.read().decode(errors='replace')[-800:]}")
+            yield name, dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1")
+        finally:
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            log.close()
+
+    return cm()
