@@ -193,7 +193,28 @@ class LiveSession:
         s["peak"] = self.engine.peak
         if self.feed is not None:
             s["sensor"] = self.feed.summary()
+        s.update(self.output_latency())
         return s
+
+    def output_latency(self) -> dict:
+        """What the runner hears late by: PortAudio's reported output latency, the offset measured for this device
+        by ``downbeat latency`` (tap or loopback), and the effective figure (the measured one when there is one:
+        PortAudio does not know the headphones, Bluetooth or the DAC's own delay)."""
+        reported = self.player.reported_latency_s
+        stored = None
+        device = self.player.device
+        if device is not None:
+            try:
+                from .devices import list_devices
+                from .latency.offsets import output_offset_s
+
+                stored = output_offset_s(list_devices()[device].label)
+            except Exception:  # a missing or unreadable offsets file must not cost the summary
+                stored = None
+        effective = stored if stored is not None else reported
+        ms = lambda v: None if v is None else round(v * 1e3, 3)  # noqa: E731
+        return {"output_latency_reported_ms": ms(reported), "output_offset_stored_ms": ms(stored),
+                "output_latency_ms": ms(effective)}
 
     def resume_state(self) -> dict:
         """What a fresh process needs to continue this session (see ``resume`` above)."""

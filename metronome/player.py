@@ -35,6 +35,7 @@ class LivePlayer:
         self.cb = engine.callback_arrays()  # stats, timing, params and the pointer table, owned here
         self.stats, self.timing, self.table = self.cb.stats, self.cb.timing, self.cb.table
         self.stream = None
+        self.reported_latency_s = None
         self.lost = False  # set by the owner when the device/server is gone
         self.wedged = False
 
@@ -51,6 +52,7 @@ class LivePlayer:
                                          userdata=sd._ffi.cast("void *", self.table.ctypes.data),
                                          wrap_callback=None)
             self.stream.start()
+            self.reported_latency_s = float(self.stream.latency)  # PortAudio's output latency for this stream
         except sd.PortAudioError as exc:
             raise AudioDeviceError(f"cannot open audio output: {exc}") from None
         return self

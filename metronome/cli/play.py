@@ -245,6 +245,9 @@ def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_jso
     elif not quiet:
         click.echo(f"session: {summary['played_s']:.1f} s, {summary['beats']} steps, {summary['cues']} cues, "
                    f"{summary['underflows']} underflows, callback p99 {summary['callback_p99_ms']:.3f} ms"
+                   + (f", output latency {summary['output_latency_ms']:.1f} ms"
+                      + (" (measured)" if summary.get("output_offset_stored_ms") is not None else " (reported)")
+                      if summary.get("output_latency_ms") is not None else "")
                    + (f", stopped: {summary['stop_reason']}" if summary.get("stop_reason") else ""))
     if summary.get("error"):
         click.echo(f"downbeat: error: {summary['error']}", err=True)
