@@ -39,8 +39,12 @@ def write_review_png(review, path, width_px: int = 1600, height_px: int = 900) -
                 ax.axvspan(d.start_m / 1000, d.end_m / 1000, color="tab:green", alpha=0.12, lw=0)
         ax_c.set_ylabel("steps / min")
         ax_c.set_xlabel("distance (km)")
-        lo = float(np.min(review.target_spm)) * 0.8
-        ax_c.set_ylim(lo, float(np.max(review.target_spm)) * 1.15)
+        lo, hi = float(np.min(review.target_spm)) * 0.9, float(np.max(review.target_spm)) * 1.1
+        if review.has_cadence:
+            c = s.cadence_spm[s.cadence_spm > 0]
+            # The bulk of the recorded cadence (1st..99th percentile), so a few sensor glitches do not squash it.
+            lo, hi = min(lo, float(np.percentile(c, 1)) - 5), max(hi, float(np.percentile(c, 99)) + 5)
+        ax_c.set_ylim(lo, hi)
         ax_c.legend(loc="lower right")
         ax_g.set_title(f"{os.path.basename(review.display)}: {review.summary()}", fontsize=10)
         fig.tight_layout()
