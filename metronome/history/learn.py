@@ -144,9 +144,8 @@ def learn_intervals(iv: Intervals, name: str = "runner", sources=()) -> RunnerPr
         curve.sort()
     c_flat = iv.cadence_spm[flat]
     c_flat = c_flat[np.isfinite(c_flat) & (c_flat > 0)]
+    # Cadence on slopes only gives no base figure: it is never extrapolated to the flat.
     base = float(np.median(c_flat)) if c_flat.size >= MIN_BIN_M / 5 else None
-    if base is None and cad_curve:
-        base = None   # cadence on slopes only: no flat figure to give (never extrapolated)
     return RunnerProfile(flat_pace_s_per_km=flat_pace, pace_curve=tuple(curve), base_cadence_spm=base,
                          cadence_curve=tuple(cad_curve), name=name, sources=tuple(sources))
 
