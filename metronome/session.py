@@ -28,14 +28,30 @@ class SessionPlan:
     live: bool = False
 
 
-def load_profile(spec: str, flat_pace=None, **kwargs):
-    """Load a profile by path or bundled name; ``flat_pace`` is ``MM:SS`` per km (the ``--flat-pace`` flag)."""
+#: ``runner=`` of :func:`load_profile`: the runner profile at its default location, if there is one.
+DEFAULT_RUNNER = "default"
+
+
+def load_profile(spec: str, flat_pace=None, runner=DEFAULT_RUNNER, **kwargs):
+    """Load a profile by path or bundled name, as the runner would run it.
+
+    ``flat_pace`` is ``MM:SS`` per km (the ``--flat-pace`` flag); given, it times a course by the default pace model
+    at that pace and no runner profile retimes it.  ``runner``: a runner profile file (``downbeat learn``),
+    :data:`DEFAULT_RUNNER` for the one at the default location if it exists, or None for none; it sets a course's
+    timing from the runner's own grade -> pace curve and the base cadence (``--base-cadence`` still wins).
+    """
     from profiles import load_profile as _load
     from profiles.pace import parse_pace
 
+    from .history.runner import apply_runner, load_runner_or_default
+
     if flat_pace is not None:
         kwargs["flat_pace_s_per_km"] = parse_pace(flat_pace, "--flat-pace")
-    return _load(spec, **kwargs)
+    profile = _load(spec, **kwargs)
+    if flat_pace is not None and runner == DEFAULT_RUNNER:
+        runner = None
+    who = load_runner_or_default(None if runner == DEFAULT_RUNNER else runner) if runner is not None else None
+    return apply_runner(profile, who) if who is not None else profile
 
 
 def tempo_settings_for(profile, base_cadence=None, upper_cap: float = TempoSettings.upper_cap) -> TempoSettings:

@@ -30,8 +30,7 @@ LAYERS = (
     ("metronome.follower", 4), ("metronome.history", 4), ("metronome.latency", 4),
     ("metronome.session", 5),
     ("metronome.live", 6), ("metronome.export", 6),
-    ("metronome.cli", 7), ("metronome.history.commands", 7),
-    ("metronome.history.plot", 7),
+    ("metronome.cli", 7),
 )
 
 

@@ -115,7 +115,7 @@ def setup_env(home: Path) -> dict:
     * ``PIP_CACHE_DIR`` / ``PIP_CONFIG_FILE`` keep the machine's pip download cache and pip configuration, which
       moving ``HOME`` would otherwise hide: without them every run downloads numba and matplotlib again.
     * No audio device, so that ``play`` takes its documented no-device path (render ``demo-descent.wav``)
-      instead of playing 22 minutes to a real device: ``JACK_DEFAULT_SERVER`` names a server that does not exist
+      instead of playing 24 minutes to a real device: ``JACK_DEFAULT_SERVER`` names a server that does not exist
       and ``JACK_NO_START_SERVER=1`` stops libjack from starting one; ``PULSE_SERVER`` points nowhere.  Sound
       cards cannot be hidden this way (an empty ``ALSA_CONFIG_PATH`` makes libasound abort), so on a machine
       with one the test is skipped; CI machines have none.
@@ -168,7 +168,7 @@ def copy_repo(dest: Path) -> None:
 @pytest.mark.slow
 def test_first_setup_command_installs_and_renders_the_demo(tmp_path):
     if _has_sound_card():
-        pytest.skip("this machine has a sound card: `play` would play the whole 22-minute demo on it")
+        pytest.skip("this machine has a sound card: `play` would play the whole 24-minute demo on it")
     install, _ = setup_commands()
     cmd, notes = adapt_setup_command(install)
     if "sudo -n" in cmd and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode != 0:
@@ -207,7 +207,7 @@ def _run_and_check(cmd, notes, repo, home, env):
     # The documented no-device path, said on one line, then the render's own summary.
     assert "no audio output device found" in r.stderr, report
     assert "rendering demo-descent to demo-descent.wav instead" in r.stderr, report
-    assert re.search(r"^wrote demo-descent\.wav: 22\.\d min, \d+ steps at 170-17\d spm, \d+ cues", r.stdout, re.M), \
+    assert re.search(r"^wrote demo-descent\.wav: 23\.\d min, \d+ steps at 170-17\d spm, \d+ cues", r.stdout, re.M), \
         report
 
     wav = repo / "demo-descent.wav"

@@ -64,6 +64,9 @@ LAZY_COMMANDS = {
     "play": "metronome.cli.play:play",
     "export": "metronome.cli.export:export",
     "latency": "metronome.cli.latency:latency",
+    "learn": "metronome.cli.history:learn",
+    "review": "metronome.cli.history:review",
+    "progress": "metronome.cli.history:progress",
 }
 
 
@@ -107,6 +110,8 @@ _common = [
                  help="Accent every N steps (0: off)."),
     click.option("--flat-pace", default=None, metavar="MM:SS",
                  help="Your pace on the flat per km, for courses without timing (default 5:30)."),
+    click.option("--runner", "runner", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                 help="Runner profile from `downbeat learn` (default: ~/.config/downbeat/runner.yaml if it exists)."),
     click.option("--no-cues", is_flag=True, help="Clicks only, no spoken cues."),
     click.option("--voice-pack", type=click.Path(), default=None, help="Folder of WAV files overriding cue voices."),
 ]
@@ -129,10 +134,10 @@ def _plan_settings(profile, base_cadence, samplerate, upper_cap, volume_db, ceil
 
 
 def _plan(profile_spec, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues,
-          voice_pack, channels=2, flat_pace=None):
-    from metronome.session import load_profile, plan_session
+          voice_pack, channels=2, flat_pace=None, runner=None):
+    from metronome.session import DEFAULT_RUNNER, load_profile, plan_session
 
-    profile = load_profile(profile_spec, flat_pace=flat_pace)
+    profile = load_profile(profile_spec, flat_pace=flat_pace, runner=runner or DEFAULT_RUNNER)
     ts, es = _plan_settings(profile, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every,
                             channels)
     plan = plan_session(profile, ts, es, cues=not no_cues, voice_pack=voice_pack)
@@ -155,7 +160,7 @@ def _plan(profile_spec, base_cadence, samplerate, upper_cap, volume_db, ceiling_
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @common_options
 def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, base_cadence, samplerate, upper_cap,
-           volume_db, ceiling_db, accent_every, flat_pace, no_cues, voice_pack):
+           volume_db, ceiling_db, accent_every, flat_pace, runner, no_cues, voice_pack):
     """Render PROFILE (a file or a bundled name) to an audio file, through the same kernel as `play`."""
     from metronome import outfiles
     from metronome.engine import warm_kernels
@@ -164,12 +169,12 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
     output_format(out, subtype, samplerate)  # validate flags before any work
     # Never write over what this session reads (--events course.yaml turned the course into a CSV).
     outfiles.refuse_overwriting_inputs([("--output", out), ("--events", events)],
-                                       outfiles.input_files(profile, voice_pack))
+                                       outfiles.input_files(profile, voice_pack) + ([runner] if runner else []))
     for folder in sorted({os.path.dirname(os.path.abspath(p)) for p in (out, events) if p}):
         for line in outfiles.clean_stale_partials(folder):
             click.echo(f"downbeat: {line}", err=True)
     plan = _plan(profile, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues,
-                 voice_pack, channels, flat_pace)
+                 voice_pack, channels, flat_pace, runner)
     est = render_estimate(plan.tempo_map, out, plan.engine_settings, subtype=subtype, events_path=events)
     outfiles.check_free_space({out: est.audio_bytes, **({events: est.events_bytes} if events else {})})
     for w in est.warnings:

@@ -191,8 +191,8 @@ def run_session(session, *, quiet: bool, reconnect: bool, device=None) -> dict:
 @click.option("--resume-at", type=int, default=None, hidden=True)  # used by --reconnect's fresh process
 @common_options
 def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_json, fallback_render, reconnect,
-         resume_at, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, flat_pace, no_cues,
-         voice_pack):
+         resume_at, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, flat_pace, runner,
+         no_cues, voice_pack):
     """Play PROFILE live on an audio device (default: the bundled demo descent)."""
     from metronome.devices import NoOutputDevice, find_device
 
@@ -220,16 +220,16 @@ def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_jso
             ctx.invoke(render, profile=profile, out=fallback_render, events=None, blocksize=65536, channels=2,
                        subtype=None, quiet=quiet, as_json=as_json, base_cadence=base_cadence, samplerate=samplerate,
                        upper_cap=upper_cap, volume_db=volume_db, ceiling_db=ceiling_db, accent_every=accent_every,
-                       flat_pace=flat_pace, no_cues=no_cues, voice_pack=voice_pack)
+                       flat_pace=flat_pace, runner=runner, no_cues=no_cues, voice_pack=voice_pack)
             return
     if profile is None and sensor is None:
         profile = "demo-descent"
 
     from metronome.live import LiveSession
-    from metronome.session import load_profile, plan_live_session
+    from metronome.session import DEFAULT_RUNNER, load_profile, plan_live_session
 
     dev = find_device(device)  # fail fast, before any slow preparation
-    prof = load_profile(profile, flat_pace=flat_pace) if profile else None
+    prof = load_profile(profile, flat_pace=flat_pace, runner=runner or DEFAULT_RUNNER) if profile else None
     ts, es = _plan_settings(prof, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, 2)
     plan = plan_live_session(prof, ts, es, follows_feed=spec is not None, cues=not no_cues, voice_pack=voice_pack,
                              duration_s=duration)

@@ -15,7 +15,6 @@ from metronome.errors import InputError
 from metronome.session import tempo_settings_for
 from metronome.tempo import TempoSettings
 
-from profiles import pace
 from profiles.loader import bundled_names, load_profile
 from profiles.schema import Profile
 
@@ -119,21 +118,24 @@ def format_cues(cues: list[dict]) -> str:
               help="Your cadence on the flat, steps per minute (default: the profile's, else 170).")
 @click.option("--flat-pace", default=None, metavar="MM:SS",
               help="Your pace on the flat in min/km for the pace model (default: the profile's, else 5:30).")
+@click.option("--runner", "runner", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Runner profile from `downbeat learn` (default: ~/.config/downbeat/runner.yaml if it exists).")
 @click.option("--no-cues", is_flag=True, help="Leave out the cue plan (no speech synthesis needed).")
 @click.option("--voice-pack", type=click.Path(), default=None, help="Folder of WAV files overriding cue voices.")
 @click.option("--quiet", is_flag=True, help="Print nothing (with --png: just write the plot).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and cue timeline as JSON.")
-def show(profile_spec, png, base_cadence, flat_pace, no_cues, voice_pack, quiet, as_json):
+def show(profile_spec, png, base_cadence, flat_pace, runner, no_cues, voice_pack, quiet, as_json):
     """Summarise PROFILE (a file or a bundled name): grade, target cadence and the cue timeline; optionally plot it.
 
     Bundled profiles: see `downbeat profile list`.
     """
-    flat = pace.parse_pace(flat_pace) if flat_pace is not None else None
     if png:
         from metronome.outfiles import input_files, refuse_overwriting_inputs
 
-        refuse_overwriting_inputs([("--png", png)], input_files(profile_spec, voice_pack))
-    prof = load_profile(profile_spec, flat_pace_s_per_km=flat)
+        refuse_overwriting_inputs([("--png", png)], input_files(profile_spec, voice_pack) + ([runner] if runner else []))
+    from metronome.session import DEFAULT_RUNNER, load_profile as load_session_profile
+
+    prof = load_session_profile(profile_spec, flat_pace=flat_pace, runner=runner or DEFAULT_RUNNER)
     if base_cadence is not None and not np.isfinite(base_cadence):
         raise InputError(f"--base-cadence: {base_cadence!r} is not a number")
     settings = tempo_settings_for(prof, base_cadence)
