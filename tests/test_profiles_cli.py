@@ -48,7 +48,7 @@ def test_flat_pace_and_base_cadence_options():
 @pytest.mark.parametrize("args, exc_type, message", [
     (["show", "no-such"], ProfileError, "no such file or bundled profile"),
     (["show", "demo-descent", "--flat-pace", "fast"], InputError, "--flat-pace: 'fast'"),
-    (["show", "demo-descent", "--base-cadence", "20"], InputError, "--base-cadence"),
+    (["show", "demo-descent", "--base-cadence", "20"], InputError, "base_cadence_spm: 20.0"),  # main() says --base-cadence
     (["show", "demo-descent", "--png", "/no/such/dir/p.png"], InputError, "does not exist"),
     (["show", "demo-descent", "--png", "plot.jpg"], InputError, "must end in .png"),
 ])
