@@ -38,7 +38,15 @@ TRIGGERS = (
     "cadence_low",
     "cadence_high",
     "announce_descent",
+    "announce_decline",
+    "announce_incline",
+    "announce_flat",
 )
+
+#: The one placeholder a phrasing may contain: the grade of the terrain event, unsigned (``"6"``, ``"2.5"``).
+#: Used by the treadmill announcements ("Decline {grade} percent in 10 seconds."); each distinct value is its
+#: own clip (synthesized per filled-in text, cached by text).
+PLACEHOLDER = "grade"
 
 #: Bundled library, shipped as package data (see pyproject ``[tool.setuptools.package-data]``).
 DEFAULT_LIBRARY_PATH = Path(__file__).with_name("library.yaml")
@@ -48,7 +56,23 @@ _ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _PACK_FILE_RE = re.compile(r"^(?P<id>[a-z][a-z0-9_]{0,39})(?:-(?P<n>[1-9][0-9]{0,2}))?\.wav$")
 #: A generous character bound; the real limit (<= 2.5 s spoken) is checked when the voice is synthesized.
 MAX_PHRASING_CHARS = 60
-_CUE_KEYS = {"id", "trigger", "priority", "safety", "cooldown_s", "grade_max_pct", "phrasings"}
+_CUE_KEYS = {"id", "trigger", "priority", "safety", "cooldown_s", "grade_max_pct", "phrasings", "core"}
+
+
+def format_grade(grade_pct: float) -> str:
+    """``{grade}`` as spoken: unsigned, one decimal at most, no trailing ``.0`` (-6.0 -> ``"6"``, -2.5 -> ``"2.5"``).
+
+    Treadmills step the incline by 0.5 % (or 1 %), so one decimal says every value a runner can set.
+    """
+    g = round(abs(float(grade_pct)), 1)
+    return f"{g:.0f}" if g == int(g) else f"{g:.1f}"
+
+
+def _placeholders(text: str) -> list:
+    """Field names of ``str.format`` placeholders in ``text``; ValueError if the braces are malformed."""
+    import string
+
+    return [field for _, field, _, _ in string.Formatter().parse(text) if field is not None]
 
 
 @dataclass(frozen=True)
@@ -70,6 +94,9 @@ class CueEntry:
         Exempt from the spacing between voice cues (still never overlaps another cue).
     grade_max_pct : float or None
         Only used for terrain events whose mean grade is at or below this (e.g. ``-10`` for a steep-only cue).
+    core : bool
+        One of the core technique cues: every descent of ``PlannerRules.core_min_descent_s`` or more gets one of
+        them near its start, rotating (see :mod:`cues.planner`).
     """
 
     id: str
@@ -79,6 +106,16 @@ class CueEntry:
     cooldown_s: float
     safety: bool = False
     grade_max_pct: float | None = None
+    core: bool = False
+
+    def is_template(self, phrasing_index: int) -> bool:
+        """Whether phrasing ``phrasing_index`` has a ``{grade}`` to fill in."""
+        return "{" in self.phrasings[phrasing_index]
+
+    def text(self, phrasing_index: int, fill: str = "") -> str:
+        """Phrasing ``phrasing_index`` with ``{grade}`` replaced by ``fill`` (see :func:`format_grade`)."""
+        p = self.phrasings[phrasing_index]
+        return p.format(**{PLACEHOLDER: fill}) if self.is_template(phrasing_index) else p
 
 
 @dataclass(frozen=True)
@@ -150,6 +187,9 @@ def _validate_cue(raw, where: str) -> CueEntry:
     safety = raw.get("safety", False)
     if not isinstance(safety, bool):
         raise CueError(f"{where}.safety: {short(safety)} is not true or false")
+    core = raw.get("core", False)
+    if not isinstance(core, bool):
+        raise CueError(f"{where}.core: {short(core)} is not true or false")
     gmax = raw.get("grade_max_pct")
     if gmax is not None and (not _is_number(gmax) or not -60 <= gmax <= 0):
         raise CueError(f"{where}.grade_max_pct: {short(gmax)} is not a grade in -60..0 %")
@@ -164,9 +204,18 @@ def _validate_cue(raw, where: str) -> CueEntry:
                            f"{MAX_PHRASING_CHARS} so they can be spoken in 2.5 s")
         if any(ord(ch) < 32 for ch in p):
             raise CueError(f"{where}.phrasings[{j}]: contains a control character")
+        try:
+            fields = _placeholders(p)
+        except ValueError:
+            raise CueError(f"{where}.phrasings[{j}]: unbalanced '{{' or '}}' (the only placeholder is "
+                           f"{{{PLACEHOLDER}}})") from None
+        bad = [f for f in fields if f != PLACEHOLDER]
+        if bad:
+            raise CueError(f"{where}.phrasings[{j}]: unknown placeholder {short('{' + bad[0] + '}')} (the only "
+                           f"one is {{{PLACEHOLDER}}})")
     return CueEntry(id=cid, phrasings=tuple(p.strip() for p in phr), trigger=trig, priority=int(prio),
                     cooldown_s=float(cool), safety=safety,
-                    grade_max_pct=None if gmax is None else float(gmax))
+                    grade_max_pct=None if gmax is None else float(gmax), core=core)
 
 
 def parse_library(data, source: str) -> CueLibrary:

@@ -13,9 +13,22 @@ Rules (DESIGN.md "Cue planner defaults"), all enforced here:
   descent announcements), which are exempt from the spacing but not from overlapping;
 * a descent is announced 10-15 s before it starts; one technique cue is given at its start; reminders come only
   after 90 s of continuous descent;
+* **core cues**: every descent of ``core_min_descent_s`` (60 s) or more gets one of the core technique cues
+  (library ``core: true``: lean from the ankles, eyes ahead, arms wide) near its start, i.e. starting within
+  :meth:`PlannerRules.core_window_s` of it (the first 20 s or 15 % of the descent, whichever is longer, at most
+  45 s).  The core cue is chosen least-recently-used first, so the core cues take turns and all of them are heard
+  across a session; a tie goes to the cue that fits the ground (arms wide where a steep section starts inside the
+  window, spoken at that steep start).  Core cues are placed right after the safety cues (``core_priority``),
+  before every other technique cue, and only their own ``cooldown_s`` applies (the rotation already spaces them);
+* **never silent on a long descent**: inside a descent of ``core_min_descent_s`` or more, no stretch longer than
+  ``max_quiet_s`` (240 s) passes without a cue starting; where the ordinary cues leave such a stretch, a reminder
+  is added at the latest beat that closes it (``long_descent`` cues in rotation, their own cooldown only);
 * phrasings rotate in time order; cues of the same trigger rotate too (one technique cue per descent, a different
-  one next time); a cue used often is spaced out more and more (``fade_growth``) and stops after
-  ``max_uses_per_cue`` — the runner has heard it;
+  one next time); a cue used often is spaced out more and more (``fade_growth``, up to ``fade_max_cooldown_s``):
+  repetition thins out by spacing, it never stops (``max_uses_per_cue`` is unlimited unless set);
+* treadmill workouts: every incline change is announced ``incline_lead_s`` (10 s) ahead with the coming value
+  ("Decline 6 percent in 10 seconds.", "Back to flat in 10 seconds."); the descent announcement is left out
+  there (the incline announcement says it);
 * clips are at most ``max_clip_s`` (2.5 s) long.
 
 Higher priority candidates are placed first; ties go to the earlier one.
@@ -30,13 +43,21 @@ import numpy as np
 
 from metronome.errors import CueError, InputError
 
-from .library import CueEntry, CueLibrary
-from .terrain import TERRAIN_KINDS, TerrainEvent, TerrainRules
+from .library import CueEntry, CueLibrary, format_grade
+from .terrain import TERRAIN_KINDS, TerrainEvent
 
 
 @dataclass(frozen=True)
 class PlannerRules:
-    """Planner parameters (seconds unless named otherwise)."""
+    """Planner parameters (seconds unless named otherwise).
+
+    Core cues and quiet stretches (see the module docstring): a descent of at least ``core_min_descent_s`` gets a
+    core cue starting within ``core_window_s(duration)`` = min(``core_window_max_s``, max(``core_window_min_s``,
+    ``core_window_frac`` * duration)) of its start; inside it no gap between cue starts (or between the descent's
+    start/end and the nearest cue) is longer than ``max_quiet_s``.  Both hold wherever the tempo ramps and safety
+    cues leave a free beat in the window, which the profile's own tempo map always does (its ramps last a few
+    seconds); a user-set ``max_uses_per_cue`` can also stop them.
+    """
 
     min_gap_s: float = 45.0
     min_silence_s: float = 1.0
@@ -54,7 +75,20 @@ class PlannerRules:
     reminder_window_s: float = 30.0
     fade_after_uses: int = 2
     fade_growth: float = 2.0
-    max_uses_per_cue: int = 6
+    # A cue heard many times still comes back every 10 minutes: thinned out, never gone (issue 11: with a hard stop
+    # after 6 uses a 28 km run's last descent had no cue for 15.5 minutes).
+    fade_max_cooldown_s: float = 600.0
+    max_uses_per_cue: float = math.inf
+    # Core technique cues near the start of every descent of a minute or more.
+    core_min_descent_s: float = 60.0
+    core_window_min_s: float = 20.0
+    core_window_frac: float = 0.15
+    core_window_max_s: float = 45.0
+    core_priority: int = 80  # above the steep cues (75), below the safety announcements (90+)
+    max_quiet_s: float = 240.0
+    # Treadmill incline announcements: "... in 10 seconds" starts 10 s (+- the tolerance) before the change.
+    incline_lead_s: float = 10.0
+    incline_lead_tolerance_s: float = 1.5
     # Live mode (footpod cadence, sensor grade).
     cadence_low_tolerance: float = 0.03
     cadence_high_tolerance: float = 0.05
@@ -71,6 +105,18 @@ class PlannerRules:
             raise InputError("planner rules: min_gap_s, min_silence_s must be >= 0 and max_clip_s > 0")
         if self.fade_growth < 1 or self.max_uses_per_cue < 1 or self.fade_after_uses < 0:
             raise InputError("planner rules: fade_growth >= 1, max_uses_per_cue >= 1, fade_after_uses >= 0")
+        if not 0 < self.core_window_min_s <= self.core_window_max_s or not 0 <= self.core_window_frac <= 1:
+            raise InputError("planner rules: need 0 < core_window_min_s <= core_window_max_s and "
+                             "0 <= core_window_frac <= 1")
+        if self.max_quiet_s < self.reminder_after_s + self.reminder_window_s or self.max_quiet_s <= self.min_gap_s:
+            raise InputError("planner rules: max_quiet_s must be >= reminder_after_s + reminder_window_s and "
+                             "> min_gap_s")
+        if not 0 <= self.incline_lead_tolerance_s < self.incline_lead_s:
+            raise InputError("planner rules: need 0 <= incline_lead_tolerance_s < incline_lead_s")
+
+    def core_window_s(self, descent_s: float) -> float:
+        """How soon after its start a descent of ``descent_s`` seconds must hear its core cue."""
+        return min(self.core_window_max_s, max(self.core_window_min_s, self.core_window_frac * descent_s))
 
 
 @dataclass(frozen=True)
@@ -87,11 +133,14 @@ class PlannedCue:
     phrasing_index : int
         0-based index into the cue's phrasings (and into the voice bank).
     text : str
+        The words spoken (a ``{grade}`` phrasing with its value filled in).
     trigger : str
     priority : int
     safety : bool
     event_sample : int
         Sample of the terrain event this cue is about (for an announcement: the start of the descent).
+    fill : str
+        The value put into a ``{grade}`` phrasing (``"6"``), ``""`` for a plain phrasing.
     """
 
     start_sample: int
@@ -103,16 +152,19 @@ class PlannedCue:
     priority: int
     safety: bool = False
     event_sample: int = -1
+    fill: str = ""
 
     @property
     def clip_name(self) -> str:
-        """Name of this phrasing's clip in a clip bank: ``<cue_id>-<n>`` (1-based, like voice pack files)."""
-        return clip_name(self.cue_id, self.phrasing_index)
+        """Name of this phrasing's clip in a clip bank: ``<cue_id>-<n>`` (1-based, like voice pack files), plus
+        ``@<value>`` for a filled-in ``{grade}`` phrasing (one clip per value)."""
+        return clip_name(self.cue_id, self.phrasing_index, self.fill)
 
 
-def clip_name(cue_id: str, phrasing_index: int) -> str:
-    """Clip-bank name of phrasing ``phrasing_index`` (0-based) of ``cue_id``: ``<cue_id>-<n>``, n 1-based."""
-    return f"{cue_id}-{phrasing_index + 1}"
+def clip_name(cue_id: str, phrasing_index: int, fill: str = "") -> str:
+    """Clip-bank name of phrasing ``phrasing_index`` (0-based) of ``cue_id``: ``<cue_id>-<n>``, n 1-based;
+    ``<cue_id>-<n>@<fill>`` for a ``{grade}`` phrasing filled with ``fill``."""
+    return f"{cue_id}-{phrasing_index + 1}" + (f"@{fill}" if fill else "")
 
 
 @dataclass(frozen=True)
@@ -125,18 +177,37 @@ class _Candidate:
     trigger: str
     event_sample: int
     seq: int
+    fill: str = ""
+    key: tuple = ()  # (kind, event_sample): a core cue spoken at this event voices it already
+
+
+@dataclass(frozen=True)
+class _CoreSlot:
+    """A descent that must hear a core cue within [lo, hi]; ``options`` are other events inside that window a
+    core cue of the same trigger may be spoken at: ((trigger, event_sample, lo, hi), ...)."""
+
+    priority: int
+    ideal: int
+    lo: int
+    hi: int
+    event_sample: int
+    grade_pct: float
+    options: tuple
+    seq: int
 
 
 def required_cooldown_s(entry: CueEntry, uses: int, rules: PlannerRules) -> float:
     """Spacing between two plays of ``entry`` once it has been used ``uses`` times (repetition fade-out).
 
     Up to ``fade_after_uses`` uses the cue's own ``cooldown_s`` applies; after that the spacing grows
-    geometrically by ``fade_growth``, so a cue heard many times becomes rare before it stops altogether.
+    geometrically by ``fade_growth``, up to ``fade_max_cooldown_s`` (never below the cue's own cooldown), so a cue
+    heard many times becomes rare but does not stop.
     """
     if entry.safety or uses < rules.fade_after_uses:
         return entry.cooldown_s
     base = max(entry.cooldown_s, rules.min_gap_s)
-    return base * rules.fade_growth ** (uses - rules.fade_after_uses + 1)
+    grown = base * rules.fade_growth ** (uses - rules.fade_after_uses + 1)
+    return min(grown, max(rules.fade_max_cooldown_s, entry.cooldown_s))
 
 
 def _matching(library: CueLibrary, trigger: str, grade_pct: float) -> list:
@@ -152,17 +223,22 @@ def _rotated(cues: list, k: int) -> tuple:
     return tuple(cues[k:] + cues[:k])
 
 
+def incline_trigger(grade_pct: float) -> str:
+    """Announcement trigger for a treadmill incline change to ``grade_pct``."""
+    return "announce_flat" if grade_pct == 0 else ("announce_decline" if grade_pct < 0 else "announce_incline")
+
+
 def _candidates(events, library: CueLibrary, rules: PlannerRules, samplerate: int) -> list:
     sr = samplerate
     s = lambda t: int(round(t * sr))  # noqa: E731 - seconds -> samples, one rounding rule everywhere
     out = []
     counts: dict[str, int] = {}
 
-    def add(trigger, alts, ideal, lo, hi, event_sample):
+    def add(trigger, alts, ideal, lo, hi, event_sample, fill="", key=()):
         if not alts or hi < lo:
             return
         out.append(_Candidate(max(c.priority for c in alts), ideal, lo, hi, tuple(alts), trigger, event_sample,
-                              len(out)))
+                              len(out), fill, key))
 
     def rot(trigger, cues):
         k = counts.get(trigger, 0)
@@ -173,18 +249,33 @@ def _candidates(events, library: CueLibrary, rules: PlannerRules, samplerate: in
     for ev in events:
         if not isinstance(ev, TerrainEvent) or ev.kind not in TERRAIN_KINDS or not math.isfinite(ev.time_s):
             raise CueError(f"plan_cues: events: {ev!r} is not a TerrainEvent")
-    for ev in sorted(events, key=lambda e: (e.time_s, TERRAIN_KINDS.index(e.kind))):
+    ordered = sorted(events, key=lambda e: (e.time_s, TERRAIN_KINDS.index(e.kind)))
+    # On a treadmill the incline announcement says what the descent announcement would (and more).
+    incline_at = sorted(s(e.time_s) for e in ordered if e.kind == "incline_change")
+    tol = s(1.0)
+    for ev in ordered:
         t = s(ev.time_s)
         if ev.kind == "descent_start":
-            # Announcement: the most specific matching cue (steep descents get "steep descent coming up").
-            ann = _matching(library, "announce_descent", ev.grade_pct)
-            add("announce_descent", ann[:1] + ann[1:], t - s(rules.announce_ideal_lead_s),
-                t - s(rules.announce_lead_max_s), t - s(rules.announce_lead_min_s), t)
-            add("descent_start", rot("descent_start", _matching(library, "descent_start", ev.grade_pct)),
-                t, t, t + s(rules.start_expiry_s), t)
+            i = int(np.searchsorted(incline_at, t - tol))
+            if not (i < len(incline_at) and incline_at[i] <= t + tol):
+                # Announcement: the most specific matching cue (steep descents get "steep descent coming up").
+                ann = _matching(library, "announce_descent", ev.grade_pct)
+                add("announce_descent", ann[:1] + ann[1:], t - s(rules.announce_ideal_lead_s),
+                    t - s(rules.announce_lead_max_s), t - s(rules.announce_lead_min_s), t)
+            if ev.end_s - ev.start_s >= rules.core_min_descent_s:
+                hi = t + s(rules.core_window_s(ev.end_s - ev.start_s))
+                # Other events inside the window a core cue could be spoken at (a steep start: arms wide there).
+                options = tuple(
+                    (o.kind, s(o.time_s), s(o.time_s), min(hi, s(o.time_s) + s(rules.steep_expiry_s)))
+                    for o in ordered if o.kind == "steep_descent" and t <= s(o.time_s) <= hi
+                    and ev.start_s <= o.time_s < ev.end_s)
+                out.append(_CoreSlot(rules.core_priority, t, t, hi, t, ev.grade_pct, options, len(out)))
+            else:
+                add("descent_start", rot("descent_start", _matching(library, "descent_start", ev.grade_pct)),
+                    t, t, t + s(rules.start_expiry_s), t)
         elif ev.kind == "steep_descent":
             add("steep_descent", rot("steep_descent", _matching(library, "steep_descent", ev.grade_pct)),
-                t, t, t + s(rules.steep_expiry_s), t)
+                t, t, t + s(rules.steep_expiry_s), t, key=("steep_descent", t))
         elif ev.kind == "technical":
             add("technical", rot("technical", _matching(library, "technical", ev.grade_pct)),
                 t, t - s(rules.technical_early_s), t + s(rules.technical_expiry_s), t)
@@ -202,26 +293,70 @@ def _candidates(events, library: CueLibrary, rules: PlannerRules, samplerate: in
                 add("long_descent", rot("long_descent", _matching(library, "long_descent", ev.grade_pct)),
                     a, a, min(a + s(rules.reminder_window_s), end), a)
                 tk += rules.reminder_every_s
+        elif ev.kind == "incline_change":
+            trig = incline_trigger(ev.grade_pct)
+            lead, tol_s = s(rules.incline_lead_s), s(rules.incline_lead_tolerance_s)
+            add(trig, rot(trig, _matching(library, trig, ev.grade_pct)), t - lead, t - lead - tol_s,
+                t - lead + tol_s, t, fill=format_grade(ev.grade_pct))
     return out
 
 
-def _clip_lengths(clip_len_samples, library: CueLibrary, rules: PlannerRules, samplerate: int) -> dict:
-    """``{cue_id: {phrasing_index: length}}`` for the phrasings that have a clip; validates lengths."""
+def templated_texts(events, library: CueLibrary, rules: PlannerRules = PlannerRules()) -> list:
+    """``[(cue_id, phrasing_index, fill), ...]``: the ``{grade}`` phrasings ``events`` may need, per value.
+
+    Clips are synthesized per filled-in text, so the caller makes these (and passes their lengths to
+    :func:`plan_cues` under the key ``(cue_id, phrasing_index, text)``) before planning.
+    """
+    out = set()
+    for cand in _candidates(events, library, rules, 1000):
+        if isinstance(cand, _Candidate) and cand.fill:
+            for entry in cand.alternatives:
+                out.update((entry.id, i, cand.fill) for i in range(len(entry.phrasings)) if entry.is_template(i))
+    return sorted(out)
+
+
+def _clip_lengths(clip_len_samples, library: CueLibrary, rules: PlannerRules, samplerate: int):
+    """``({cue_id: {phrasing_index: length}}, {(cue_id, phrasing_index, text): length})``; validates lengths.
+
+    A key ``(cue_id, phrasing_index, text)`` gives the length of one filled-in ``{grade}`` phrasing; a key
+    ``(cue_id, phrasing_index)`` the length of a plain phrasing, or of every value of a ``{grade}`` one (a voice
+    pack recording, or a test's uniform lengths).
+    """
     limit = int(math.floor(rules.max_clip_s * samplerate))
     known = {c.id: c for c in library}
     out: dict[str, dict[int, int]] = {}
+    by_text: dict[tuple, int] = {}
     for key, n in clip_len_samples.items():
         try:
-            cid, idx = key
+            cid, idx, *rest = key
         except (TypeError, ValueError):
             raise CueError(f"clip_len_samples: key {key!r} is not (cue_id, phrasing_index)") from None
+        if len(rest) > 1 or (rest and not isinstance(rest[0], str)):
+            raise CueError(f"clip_len_samples: key {key!r} is not (cue_id, phrasing_index[, text])")
         if cid not in known or not 0 <= idx < len(known[cid].phrasings):
             raise CueError(f"clip_len_samples: {key!r} is not a phrasing of {library.source}")
         n = int(n)
         if not 0 < n <= limit:
             raise CueError(f"clip_len_samples: {key!r}: {n} samples is outside 1..{limit} "
                            f"(cues must be at most {rules.max_clip_s} s)")
-        out.setdefault(cid, {})[int(idx)] = n
+        if rest:
+            by_text[(cid, int(idx), rest[0])] = n
+        else:
+            out.setdefault(cid, {})[int(idx)] = n
+    return out, by_text
+
+
+def _lengths_for(entry: CueEntry, fill: str, lens, by_text) -> dict:
+    """``{phrasing_index: length}`` of the phrasings of ``entry`` that have a clip for value ``fill``."""
+    plain = lens.get(entry.id, {})
+    out = {}
+    for i in range(len(entry.phrasings)):
+        if entry.is_template(i):
+            n = by_text.get((entry.id, i, entry.text(i, fill)), plain.get(i)) if fill else None
+        else:
+            n = plain.get(i)
+        if n is not None:
+            out[i] = n
     return out
 
 
@@ -242,13 +377,14 @@ def plan_cues(events, beat_samples, ramps, clip_len_samples, samplerate: int, li
     Parameters
     ----------
     events : iterable of TerrainEvent
-        From :func:`cues.terrain.terrain_events`.
+        From :func:`cues.terrain.cue_events` (terrain events plus a workout's incline changes).
     beat_samples : 1-D int array
         Sample index of every beat (``TempoMap.beat_samples()``), strictly increasing.
     ramps : iterable of (start_sample, end_sample)
         Stretches where the tempo changes (``TempoMap.ramps()``); no cue may overlap one.
     clip_len_samples : mapping (cue_id, phrasing_index) -> int
-        Clip lengths at ``samplerate`` (``VoiceBank.durations_samples()``).  Cues without a clip are never
+        Clip lengths at ``samplerate`` (``VoiceBank.durations_samples()``), plus ``(cue_id, phrasing_index, text)``
+        keys for filled-in ``{grade}`` phrasings (see :func:`templated_texts`).  Cues without a clip are never
         planned; a clip longer than ``rules.max_clip_s`` is an error.
     samplerate : int
     library : CueLibrary
@@ -266,18 +402,22 @@ def plan_cues(events, beat_samples, ramps, clip_len_samples, samplerate: int, li
     """
     sr = int(samplerate)
     beats = _check_beats(beat_samples)
-    lens = _clip_lengths(clip_len_samples, library, rules, sr)
+    lens, by_text = _clip_lengths(clip_len_samples, library, rules, sr)
     ramp_list = sorted((int(a), int(b)) for a, b in ramps if int(b) > int(a))
     if beats.size < 2:
         return []
+    events = list(events)
     session_end = int(beats[-1])
     min_gap = int(round(rules.min_gap_s * sr))
     guard = int(round(rules.min_silence_s * sr))
+    s = lambda t: int(round(t * sr))  # noqa: E731
 
-    placed: list[tuple[int, int, CueEntry, int]] = []  # (start, end using the longest phrasing, entry, event)
+    # (start, end using the longest phrasing, entry, event, fill)
+    placed: list[tuple[int, int, CueEntry, int, str]] = []
     uses: dict[str, int] = {}
+    voiced: set = set()  # (kind, event_sample) already spoken about by a core cue
 
-    def free(b: int, length: int, entry: CueEntry) -> bool:
+    def free(b: int, length: int, entry: CueEntry, fade: bool = True) -> bool:
         if b + length > session_end:
             return False
         for rs, re in ramp_list:
@@ -286,8 +426,9 @@ def plan_cues(events, beat_samples, ramps, clip_len_samples, samplerate: int, li
             if b < re:
                 return False
         n_used = uses.get(entry.id, 0)
-        cooldown = int(round(required_cooldown_s(entry, n_used, rules) * sr))
-        for start, end, other, _ in placed:
+        cool_s = required_cooldown_s(entry, n_used, rules) if fade else entry.cooldown_s
+        cooldown = int(round(cool_s * sr))
+        for start, end, other, _, _ in placed:
             if b < end + guard and b + length + guard > start:
                 return False  # overlaps (or is glued to) another cue
             if not entry.safety and not other.safety and abs(b - start) < min_gap:
@@ -296,288 +437,111 @@ def plan_cues(events, beat_samples, ramps, clip_len_samples, samplerate: int, li
                 return False
         return True
 
-    for cand in sorted(_candidates(events, library, rules, sr), key=lambda c: (-c.priority, c.ideal, c.seq)):
-        lo, hi = max(cand.lo, 0), min(cand.hi, session_end)
+    def place(entry: CueEntry, lo: int, hi: int, ideal: int, event_sample: int, fill: str = "",
+              fade: bool = True, latest_first: bool = False):
+        """Put ``entry`` on the free beat nearest ``ideal`` in [lo, hi]; the beat, or None."""
+        lo, hi = max(lo, 0), min(hi, session_end)
         if hi < lo:
-            continue
+            return None
+        avail = _lengths_for(entry, fill, lens, by_text)
+        if not avail or (not entry.safety and uses.get(entry.id, 0) >= rules.max_uses_per_cue):
+            return None  # no clip, or faded out by a user-set max_uses_per_cue
         window = beats[np.searchsorted(beats, lo, "left"):np.searchsorted(beats, hi, "right")]
         if window.size == 0:
-            continue
+            return None
         # Nearest beat to the ideal moment first; on a tie the earlier one (speech before the event, not after).
-        order = np.lexsort((window, np.abs(window - cand.ideal)))
+        order = np.lexsort((-window if latest_first else window, np.abs(window - ideal)))
+        # Place with the longest phrasing: which phrasing plays is decided afterwards, in time order.
+        length = max(avail.values())
+        hit = next((int(window[i]) for i in order if free(int(window[i]), length, entry, fade)), None)
+        if hit is not None:
+            placed.append((hit, hit + length, entry, event_sample, fill))
+            uses[entry.id] = uses.get(entry.id, 0) + 1
+        return hit
+
+    core_cues = [c for c in library if c.core]
+    file_order = {c.id: n for n, c in enumerate(library)}
+    core_last: dict[str, int] = {}
+
+    def place_core(slot: _CoreSlot, n: int) -> None:
+        fits = {trig for trig, *_ in slot.options}
+        order = sorted(core_cues, key=lambda e: (core_last.get(e.id, -1), 0 if e.trigger in fits else 1,
+                                                 file_order[e.id]))
+        for entry in order:
+            if entry.grade_max_pct is not None and slot.grade_pct > entry.grade_max_pct and entry.trigger not in fits:
+                continue  # a steep-only cue on a gentle descent
+            tries = [(lo, hi, ev, (trig, ev)) for trig, ev, lo, hi in slot.options if trig == entry.trigger]
+            tries.append((slot.lo, slot.hi, slot.event_sample, None))
+            for lo, hi, ev, key in tries:
+                if place(entry, lo, hi, ev, ev, fade=False) is not None:
+                    core_last[entry.id] = n
+                    if key is not None:
+                        voiced.add(key)
+                    return
+
+    n_core = 0
+    for cand in sorted(_candidates(events, library, rules, sr), key=lambda c: (-c.priority, c.ideal, c.seq)):
+        if isinstance(cand, _CoreSlot):
+            place_core(cand, n_core)
+            n_core += 1
+            continue
+        if cand.key and cand.key in voiced:
+            continue
         for entry in cand.alternatives:
-            if entry.id not in lens:
-                continue
-            if not entry.safety and uses.get(entry.id, 0) >= rules.max_uses_per_cue:
-                continue  # faded out: the runner has heard this one enough
-            # Place with the longest phrasing: which phrasing plays is decided afterwards, in time order.
-            length = max(lens[entry.id].values())
-            hit = next((int(window[i]) for i in order if free(int(window[i]), length, entry)), None)
-            if hit is not None:
-                placed.append((hit, hit + length, entry, cand.event_sample))
-                uses[entry.id] = uses.get(entry.id, 0) + 1
+            if place(entry, cand.lo, cand.hi, cand.ideal, cand.event_sample, cand.fill) is not None:
                 break
+
+    _fill_quiet_stretches(events, library, rules, sr, s, placed, place)
 
     placed.sort(key=lambda p: p[0])
     out = []
     turn: dict[str, int] = {}
-    for start, _, entry, ev_sample in placed:
-        avail = sorted(lens[entry.id])
+    for start, _, entry, ev_sample, fill in placed:
+        avail_len = _lengths_for(entry, fill, lens, by_text)
+        avail = sorted(avail_len)
         k = turn.get(entry.id, 0)
         turn[entry.id] = k + 1
         idx = avail[k % len(avail)]
-        out.append(PlannedCue(start_sample=start, end_sample=start + lens[entry.id][idx], cue_id=entry.id,
-                              phrasing_index=idx, text=entry.phrasings[idx], trigger=entry.trigger,
-                              priority=entry.priority, safety=entry.safety, event_sample=ev_sample))
+        out.append(PlannedCue(start_sample=start, end_sample=start + avail_len[idx], cue_id=entry.id,
+                              phrasing_index=idx, text=entry.text(idx, fill), trigger=entry.trigger,
+                              priority=entry.priority, safety=entry.safety, event_sample=ev_sample,
+                              fill=fill if entry.is_template(idx) else ""))
     return out
 
 
-# ------------------------------------------------------------------------------------------------------------------
-# Live mode
-# ------------------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CueRequest:
-    """A cue for the kernel's request ring: it starts on the first beat at or after ``not_before_sample``."""
+def _fill_quiet_stretches(events, library, rules, sr, s, placed, place) -> None:
+    """Add reminders inside every descent of ``core_min_descent_s`` or more until no stretch between cue starts
+    (or between the descent's ends and the nearest cue) is longer than ``max_quiet_s``.
 
-    not_before_sample: int
-    cue_id: str
-    phrasing_index: int
-    text: str
-    trigger: str
-    priority: int
-    length_samples: int
-    safety: bool = False
-
-    @property
-    def clip_name(self) -> str:
-        """Clip-bank name (``<cue_id>-<n>``), as for :class:`PlannedCue`."""
-        return clip_name(self.cue_id, self.phrasing_index)
-
-
-@dataclass(frozen=True)
-class _Pending:
-    trigger: str
-    alternatives: tuple
-    expires: int
-    seq: int
-
-
-class _Schmitt:
-    """Streaming version of :func:`cues.terrain.hysteresis_runs` (enter/exit thresholds, each with a hold)."""
-
-    def __init__(self, enter_pct, exit_pct, enter_hold, exit_hold):
-        self.enter_pct, self.exit_pct = enter_pct, exit_pct
-        self.enter_hold, self.exit_hold = enter_hold, exit_hold
-        self.inside = False
-        self.since_sample = None  # where the current state's qualifying stretch began
-        self._cand = None  # (position, sample) where a stretch that may flip the state began
-
-    def feed(self, pos: float, sample: int, grade_pct: float):
-        """Advance; return ``"enter"``, ``"exit"`` or ``None``."""
-        flips = grade_pct > self.exit_pct if self.inside else grade_pct <= self.enter_pct
-        if not flips:
-            self._cand = None
-            return None
-        if self._cand is None:
-            self._cand = (pos, sample)
-        if pos - self._cand[0] >= (self.exit_hold if self.inside else self.enter_hold):
-            self.inside = not self.inside
-            self.since_sample = self._cand[1]
-            self._cand = None
-            return "enter" if self.inside else "exit"
-        return None
-
-
-class LivePlanner:
-    """Incremental planner for live sessions: sensor state in, cue requests out, same rules as :func:`plan_cues`.
-
-    Deterministic: the clock is the ``sample`` argument of :meth:`update` (the kernel's position), never the wall
-    clock.  Without look-ahead there are no announcements; a descent is recognised once the grade has stayed at
-    or below -4 % for 100 m (integrated from ``speed_mps``) or ``TerrainRules.descent_hold_s`` without speed
-    (whichever the first update provides), which queues one technique cue; a steep section inside it queues a
-    steep cue, reminders come every ``reminder_every_s`` after ``reminder_after_s`` of descent, and the end of
-    the descent queues ``descent_end``.  Footpod cadence off target by more than the tolerances for
-    ``cadence_hold_s`` queues ``cadence_low`` / ``cadence_high``.  Each queued cue expires if it cannot start in
-    time; at most one request is returned per update, the highest priority first.
-
-    Parameters
-    ----------
-    library : CueLibrary
-    clip_len_samples : mapping (cue_id, phrasing_index) -> int
-    samplerate : int
-    rules : PlannerRules
-    terrain : TerrainRules
-
-    Notes
-    -----
-    Spacing is measured conservatively: a request may start up to one beat (``rules.live_max_beat_s``) after
-    ``not_before_sample``, so gaps and the "no overlap" guard include that slack.  Pass ``tempo_changing=True``
-    while the tempo is slewing: no cue starts then (a cue must not overlap a ramp).
+    Each reminder goes on the latest free beat that still closes the gap (the sparsest plan that keeps the rule),
+    after ``reminder_after_s`` of descent and early enough to end inside it; its window is one reminder window
+    wide (so it is an ordinary reminder slot), stepping back a window at a time past ramps and other cues.
     """
-
-    def __init__(self, library: CueLibrary, clip_len_samples, samplerate: int,
-                 rules: PlannerRules = PlannerRules(), terrain: TerrainRules = TerrainRules()):
-        self.library = library
-        self.samplerate = int(samplerate)
-        self.rules = rules
-        self.terrain = terrain
-        self._lens = _clip_lengths(clip_len_samples, library, rules, self.samplerate)
-        self._slack = int(round(rules.live_max_beat_s * self.samplerate))
-        self._last_sample = None
-        # Descent/steep detectors (Schmitt trigger + debounce, as in terrain.hysteresis_runs).
-        self._pos = 0.0  # metres if speed is known, else seconds
-        self._descent = self._steep = None
-        self._descent_start_sample = None
-        self._next_reminder = None
-        self._use_distance = None
-        # Cadence state.
-        self._low_since = None
-        self._high_since = None
-        # Output bookkeeping.
-        self._pending: list[_Pending] = []
-        self._seq = 0
-        self._rot: dict[str, int] = {}
-        self._uses: dict[str, int] = {}
-        self._phr: dict[str, int] = {}
-        self._history: list[tuple[int, CueEntry]] = []  # (not_before_sample, entry)
-        self._busy_until = -1
-
-    # -- events -----------------------------------------------------------------------------------------------
-    def _queue(self, trigger: str, sample: int, expiry_s: float, grade_pct: float = 0.0):
-        cues = _matching(self.library, trigger, grade_pct)
-        k = self._rot.get(trigger, 0)
-        self._rot[trigger] = k + 1
-        alts = _rotated(cues, k)
-        if alts:
-            self._pending.append(_Pending(trigger, alts, sample + int(round(expiry_s * self.samplerate)),
-                                          self._seq))
-            self._seq += 1
-
-    def _track_descent(self, sample: int, dt_s: float, grade_pct: float, speed_mps):
-        tr = self.terrain
-        if self._use_distance is None:
-            # Fixed at the first update so the hold unit does not flip when a speed reading drops out.
-            self._use_distance = speed_mps is not None
-            m = self._use_distance
-            self._descent = _Schmitt(tr.descent_enter_pct, tr.descent_exit_pct,
-                                     tr.descent_hold_m if m else tr.descent_hold_s,
-                                     tr.descent_exit_hold_m if m else tr.descent_exit_hold_s)
-            self._steep = _Schmitt(tr.steep_enter_pct, tr.steep_exit_pct,
-                                   tr.steep_hold_m if m else tr.steep_hold_s,
-                                   tr.steep_exit_hold_m if m else tr.steep_exit_hold_s)
-        step = max(0.0, float(speed_mps or 0.0)) * dt_s if self._use_distance else dt_s
-        self._pos += step
-        r = self.rules
-        change = self._descent.feed(self._pos, sample, grade_pct)
-        steep_change = self._steep.feed(self._pos, sample, grade_pct)
-        if change == "enter":
-            self._descent_start_sample = self._descent.since_sample
-            self._next_reminder = self._descent_start_sample + int(round(r.reminder_after_s * self.samplerate))
-            self._queue("descent_start", sample, r.live_expiry_s, grade_pct)
-        elif change == "exit":
-            self._next_reminder = None
-            # Reminders and steep cues make no sense once the descent is over.
-            self._pending = [p for p in self._pending if p.trigger not in ("long_descent", "steep_descent")]
-            self._queue("descent_end", sample, r.live_expiry_s, grade_pct)
-        if steep_change == "enter" and self._descent.inside:
-            self._queue("steep_descent", sample, r.live_expiry_s, grade_pct)
-        if self._descent.inside and self._next_reminder is not None and sample >= self._next_reminder:
-            self._queue("long_descent", sample, r.reminder_window_s, grade_pct)
-            self._next_reminder += int(round(r.reminder_every_s * self.samplerate))
-
-    def _track_cadence(self, sample: int, cadence_spm: float, target_spm: float):
-        r = self.rules
-        hold = int(round(r.cadence_hold_s * self.samplerate))
-        ratio = cadence_spm / target_spm
-        if ratio < 1.0 - r.cadence_low_tolerance:
-            self._low_since = sample if self._low_since is None else self._low_since
-            if sample - self._low_since >= hold:
-                self._queue("cadence_low", sample, r.cadence_expiry_s)
-                self._low_since = None  # needs another full hold before asking again
-        else:
-            self._low_since = None
-        if ratio > 1.0 + r.cadence_high_tolerance:
-            self._high_since = sample if self._high_since is None else self._high_since
-            if sample - self._high_since >= hold:
-                self._queue("cadence_high", sample, r.cadence_expiry_s)
-                self._high_since = None
-        else:
-            self._high_since = None
-
-    # -- output -----------------------------------------------------------------------------------------------
-    def _can_start(self, sample: int, entry: CueEntry, length: int) -> bool:
-        r = self.rules
-        if entry.id not in self._lens:
-            return False
-        n_used = self._uses.get(entry.id, 0)
-        if not entry.safety and n_used >= r.max_uses_per_cue:
-            return False
-        if sample < self._busy_until:
-            return False
-        min_gap = int(round(r.min_gap_s * self.samplerate)) + self._slack
-        cooldown = int(round(required_cooldown_s(entry, n_used, r) * self.samplerate)) + self._slack
-        for start, other in self._history:
-            if not entry.safety and not other.safety and sample - start < min_gap:
-                return False
-            if other.id == entry.id and sample - start < cooldown:
-                return False
-        return True
-
-    def update(self, sample: int, grade_pct: float | None = None, speed_mps: float | None = None,
-               cadence_spm: float | None = None, target_cadence_spm: float | None = None,
-               tempo_changing: bool = False) -> list:
-        """Feed the current state; return the cue requests to push now (at most one).
-
-        Parameters
-        ----------
-        sample : int
-            Current session position (kernel sample clock); must not go backwards.
-        grade_pct : float, optional
-            Filtered grade now; ``None`` or non-finite: no terrain update.
-        speed_mps : float, optional
-            Running speed (to measure the 100 m hold in metres).
-        cadence_spm, target_cadence_spm : float, optional
-            Footpod cadence and the metronome's target: ``cadence_low``/``cadence_high`` cues when off target by
-            more than the tolerances for ``cadence_hold_s``.
-        tempo_changing : bool
-            The tempo is slewing now: hold cues back (never overlap a ramp).
-
-        Returns
-        -------
-        list of CueRequest
-        """
-        sample = int(sample)
-        if self._last_sample is not None and sample < self._last_sample:
-            raise InputError(f"live planner: sample {sample} is before the previous update ({self._last_sample})")
-        dt_s = 0.0 if self._last_sample is None else (sample - self._last_sample) / self.samplerate
-        self._last_sample = sample
-        if grade_pct is not None and math.isfinite(grade_pct):
-            spd = speed_mps if speed_mps is not None and math.isfinite(speed_mps) else None
-            self._track_descent(sample, dt_s, float(grade_pct), spd)
-        if (cadence_spm is not None and target_cadence_spm is not None and math.isfinite(cadence_spm)
-                and math.isfinite(target_cadence_spm) and cadence_spm > 0 and target_cadence_spm > 0):
-            self._track_cadence(sample, float(cadence_spm), float(target_cadence_spm))
-        # Expiry: a cue that could not be played in time is dropped, never played late.
-        self._pending = [p for p in self._pending if p.expires >= sample]
-        if tempo_changing or not self._pending:
-            return []
-        for p in sorted(self._pending, key=lambda p: (-max(c.priority for c in p.alternatives), p.seq)):
-            for entry in p.alternatives:
-                if entry.id not in self._lens:
-                    continue
-                avail = sorted(self._lens[entry.id])
-                k = self._phr.get(entry.id, 0)
-                idx = avail[k % len(avail)]
-                length = self._lens[entry.id][idx]
-                if not self._can_start(sample, entry, length):
-                    continue
-                self._phr[entry.id] = k + 1
-                self._uses[entry.id] = self._uses.get(entry.id, 0) + 1
-                self._history.append((sample, entry))
-                guard = int(round(self.rules.min_silence_s * self.samplerate))
-                self._busy_until = sample + self._slack + length + guard
-                self._pending.remove(p)
-                return [CueRequest(not_before_sample=sample, cue_id=entry.id, phrasing_index=idx,
-                                   text=entry.phrasings[idx], trigger=entry.trigger, priority=entry.priority,
-                                   length_samples=length, safety=entry.safety)]
-        return []
+    quiet, win = s(rules.max_quiet_s), s(rules.reminder_window_s)
+    rotation = 0
+    descents = sorted({(e.start_s, e.end_s, e.grade_pct) for e in events if e.kind == "descent_start"
+                       and e.end_s - e.start_s >= rules.core_min_descent_s})
+    for start_s, end_s, grade in descents:
+        ds, de = s(start_s), s(end_s)
+        earliest = ds + s(rules.reminder_after_s)
+        latest = de - s(rules.max_clip_s)
+        fillers = _matching(library, "long_descent", grade)
+        cursor = ds
+        while fillers:
+            starts = sorted(p[0] for p in placed if cursor <= p[0] < de)
+            pts = [cursor] + starts + [de]
+            gap = next(((a, b) for a, b in zip(pts, pts[1:]) if b - a > quiet), None)
+            if gap is None:
+                break
+            gap_lo, gap_hi = gap
+            hit = None
+            hi = min(gap_lo + quiet, latest, gap_hi - 1)
+            while hit is None and hi >= max(earliest, gap_lo + 1):
+                lo = max(hi - win, earliest, gap_lo + 1)
+                for entry in _rotated(fillers, rotation):
+                    hit = place(entry, lo, hi, hi, lo, fade=False, latest_first=True)
+                    if hit is not None:
+                        rotation += 1
+                        break
+                hi = lo - 1
+            cursor = hit if hit is not None else gap_hi  # an unfillable stretch (ramps everywhere): go on

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from .library import load_library
-from .planner import PlannerRules, plan_cues
-from .terrain import TerrainRules, terrain_events
+from .planner import PlannerRules, plan_cues, templated_texts
+from .terrain import TerrainRules, cue_events
 
 
 def plan_profile_cues(profile, tempo_map, samplerate: int, voice_pack=None, *, library=None, voice: str = "en-us",
@@ -40,13 +40,16 @@ def plan_profile_cues(profile, tempo_map, samplerate: int, voice_pack=None, *, l
     lib = library if library is not None else load_library()
     bank = VoiceBank(lib, samplerate, voice=voice, pack_dir=voice_pack, cache_dir=cache_dir)
     lengths = bank.durations_samples()
-    planned = plan_cues(terrain_events(profile, terrain_rules), tempo_map.beat_samples(), tempo_map.ramps(),
-                        lengths, samplerate, lib, rules)
+    events = cue_events(profile, terrain_rules)
+    # {grade} phrasings (treadmill announcements): one clip per value the events need, keyed by the words.
+    for cid, idx, fill in templated_texts(events, lib, rules):
+        lengths[(cid, idx, lib.get(cid).text(idx, fill))] = int(bank.clip(cid, idx, fill).size)
+    planned = plan_cues(events, tempo_map.beat_samples(), tempo_map.ramps(), lengths, samplerate, lib, rules)
     clips, seen = [], set()
     for cue in planned:
         if cue.clip_name not in seen:
             seen.add(cue.clip_name)
-            clips.append((cue.clip_name, bank.clip(cue.cue_id, cue.phrasing_index)))
+            clips.append((cue.clip_name, bank.clip(cue.cue_id, cue.phrasing_index, cue.fill or None)))
     return clips, planned
 
 
@@ -66,5 +69,7 @@ def plan_profile_cues_unvoiced(profile, tempo_map, samplerate: int, *, library=N
     lib = library if library is not None else load_library()
     length = int(rules.max_clip_s * samplerate)
     lengths = {(c.id, k): length for c in lib for k in range(len(c.phrasings))}
-    return plan_cues(terrain_events(profile, terrain_rules), tempo_map.beat_samples(), tempo_map.ramps(),
-                     lengths, samplerate, lib, rules)
+    events = cue_events(profile, terrain_rules)
+    for cid, idx, fill in templated_texts(events, lib, rules):
+        lengths[(cid, idx, lib.get(cid).text(idx, fill))] = length
+    return plan_cues(events, tempo_map.beat_samples(), tempo_map.ramps(), lengths, samplerate, lib, rules)

@@ -11,6 +11,10 @@ after smoothing, so detection is a Schmitt trigger with a debounce on both edges
 So a 30 m flat bump in the middle of a long descent, or grade wobbling around -4 %, produces no event storm.
 Steep sections (<= -10 %) use the same scheme inside descents.  Time-only profiles (no distance) use the
 ``*_hold_s`` equivalents.
+
+Treadmill workouts (``kind: workout``) also have an ``incline_change`` event at every segment boundary where the
+incline changes (:func:`incline_changes`): the runner sets the incline by hand, so the planner announces the coming
+value ahead of time.  :func:`cue_events` gives both, which is what the cue planner is fed.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 #: Kinds of terrain event (a subset of the cue triggers).
-TERRAIN_KINDS = ("descent_start", "steep_descent", "long_descent", "technical", "descent_end")
+TERRAIN_KINDS = ("descent_start", "steep_descent", "long_descent", "technical", "descent_end", "incline_change")
 
 
 @dataclass(frozen=True)
@@ -55,9 +59,10 @@ class TerrainEvent:
     time_s : float
         When it happens (elapsed session time).  ``long_descent``: descent start + 90 s.
     start_s, end_s : float
-        The stretch the event belongs to (the descent, steep section or technical stretch).
+        The stretch the event belongs to (the descent, steep section or technical stretch; for
+        ``incline_change`` the workout segment that starts at ``time_s``).
     grade_pct : float
-        Mean grade over that stretch.
+        Mean grade over that stretch (``incline_change``: the incline the runner must set).
     descent_index : int
         Which descent (0, 1, ...) the event belongs to; -1 for technical ground outside any descent.
     """
@@ -111,6 +116,22 @@ def _mean_grade(profile, i0: int, i1: int) -> float:
     return float(np.mean(profile.grade_pct[i0:i1 + 1]))
 
 
+def incline_changes(profile) -> list:
+    """``incline_change`` events of a workout: one per segment boundary where the incline changes.
+
+    Empty for anything but a workout (``profile.kind != "workout"``).  A workout's grade is piecewise constant (``profiles.course`` puts every segment boundary on a grid point and
+    gives each point the incline of the interval that starts there), so a change of ``grade_pct`` between two
+    points is a segment boundary; the event's grade is the coming segment's incline, exactly as written.
+    """
+    if profile.kind != "workout":
+        return []
+    t, g = profile.time_s, profile.grade_pct
+    idx = np.flatnonzero(np.diff(g[:-1]) != 0) + 1  # the last point repeats the last interval's grade
+    bounds = list(idx) + [t.size - 1]
+    return [TerrainEvent("incline_change", float(t[i]), float(t[i]), float(t[j]), float(g[i]))
+            for i, j in zip(bounds[:-1], bounds[1:])]
+
+
 def terrain_events(profile, rules: TerrainRules = TerrainRules()) -> list:
     """All terrain events of ``profile``, sorted by time.
 
@@ -125,7 +146,8 @@ def terrain_events(profile, rules: TerrainRules = TerrainRules()) -> list:
         ``descent_start`` (with the descent's end and mean grade), ``steep_descent`` (each steep section inside a
         descent), ``long_descent`` (90 s after the start of a descent that lasts longer than 90 s),
         ``technical`` (each tag labelled ``technical``), ``descent_end`` (where a descent ends before the
-        profile does).
+        profile does).  A workout's ``incline_change`` events come from :func:`incline_changes` (see
+        :func:`cue_events` for both).
     """
     t = profile.time_s
     by_distance = profile.total_distance_m > 0
@@ -171,3 +193,10 @@ def terrain_events(profile, rules: TerrainRules = TerrainRules()) -> list:
     order = {kind: n for n, kind in enumerate(TERRAIN_KINDS)}
     events.sort(key=lambda ev: (ev.time_s, order[ev.kind]))
     return events
+
+
+def cue_events(profile, rules: TerrainRules = TerrainRules()) -> list:
+    """Everything the cue planner speaks about: :func:`terrain_events` plus a workout's :func:`incline_changes`,
+    sorted by time."""
+    order = {kind: n for n, kind in enumerate(TERRAIN_KINDS)}
+    return sorted(terrain_events(profile, rules) + incline_changes(profile), key=lambda ev: (ev.time_s, order[ev.kind]))

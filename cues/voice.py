@@ -43,7 +43,17 @@ FADE_S = 0.005
 TRIM_THRESHOLD_DB = -40.0  # relative to the clip's peak
 TRIM_PAD_S = 0.010
 ESPEAK_TIMEOUT_S = 30.0
+# A voice-pack recording is checked before it is read (it is read whole, as float64): cues are at most 2.5 s once
+# trimmed, so 10 s leaves room for silence around the words, and 32 MiB holds 10 s of 8-channel 96 kHz 32-bit audio
+# (issue 12.10: a 400 MB WAV was read whole, 3.4 GB RSS, and accepted).
+MAX_RECORDING_S = 10.0
+MAX_RECORDING_BYTES = 32 * 1024 * 1024
+MAX_RECORDING_CHANNELS = 8
 ESPEAK_MISSING = "espeak-ng not found: install it with 'apt-get install espeak-ng'"
+
+#: The value a ``{grade}`` phrasing is spoken with when no value is given: the longest to say of the values a
+#: treadmill shows (two digits and a half, "twelve point five").
+TEMPLATE_EXAMPLE_FILL = "12.5"
 
 _VOICE_RE = re.compile(r"^[A-Za-z0-9_+\-]{1,40}$")
 
@@ -287,12 +297,42 @@ def synthesize(text: str, samplerate: int, voice: str = "en-us", rate_wpm: int =
     return clip
 
 
+def check_recording(path) -> None:
+    """Refuse a recording too big to be a cue before reading any samples: one line naming the file.
+
+    Checks the file size (``stat``) and the header's length and channel count (``soundfile.info``), so a huge or
+    sparse file costs neither time nor memory.
+    """
+    import soundfile as sf
+
+    try:
+        size = os.stat(path).st_size
+    except OSError as exc:
+        raise CueError(f"{path}: cannot read audio: {exc.strerror or exc}") from None
+    if size > MAX_RECORDING_BYTES:
+        raise CueError(f"{path}: {size / 2**20:.0f} MiB is too big for a cue recording (at most "
+                       f"{MAX_RECORDING_BYTES // 2**20} MiB; cues are at most {MAX_CLIP_S} s)")
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise CueError(f"{path}: cannot read audio: {exc}") from None
+    if info.samplerate <= 0 or info.channels <= 0:
+        raise CueError(f"{path}: cannot read audio: samplerate {info.samplerate}, {info.channels} channels")
+    if info.channels > MAX_RECORDING_CHANNELS:
+        raise CueError(f"{path}: {info.channels} channels; a cue recording has at most {MAX_RECORDING_CHANNELS}")
+    length_s = info.frames / info.samplerate
+    if length_s > MAX_RECORDING_S:
+        raise CueError(f"{path}: {length_s:.1f} s long; a cue recording must be at most {MAX_RECORDING_S:g} s "
+                       f"(the words at most {MAX_CLIP_S} s)")
+
+
 def load_recording(path, samplerate: int, what: str) -> np.ndarray:
     """A voice-pack recording as a finished clip; :class:`CueError` if longer than 2.5 s once trimmed.
 
     User recordings are not time-stretched (that would change the voice); they are only trimmed, resampled,
-    faded and normalised like synthesized speech.
+    faded and normalised like synthesized speech.  :func:`check_recording` refuses oversized files first.
     """
+    check_recording(path)
     raw, sr = _read_audio(path)
     if not np.all(np.isfinite(raw)):
         raise CueError(f"{path}: {what}: recording has NaN or infinite samples")
@@ -338,29 +378,40 @@ class VoiceBank:
         self.rate_wpm = int(rate_wpm)
         self.cache_dir = cache_dir
         self.pack = load_voice_pack(pack_dir, library) if pack_dir is not None else None
-        self._clips: dict[tuple[str, int], np.ndarray] = {}
+        self._clips: dict[tuple[str, int, str], np.ndarray] = {}
+
+    def _recording(self, cue_id: str, phrasing_index: int):
+        return self.pack.recording(cue_id, phrasing_index) if self.pack is not None else None
 
     def keys(self) -> list:
-        """Every ``(cue_id, phrasing_index)`` in library order (the clip bank order the renderer should use)."""
+        """Every ``(cue_id, phrasing_index)`` in library order (the clip bank order the renderer should use).
+
+        A ``{grade}`` phrasing stands for its :data:`TEMPLATE_EXAMPLE_FILL` clip here (proof that a long value still
+        fits in 2.5 s); the clips actually played are made per value with :meth:`clip`'s ``fill``.
+        """
         return [(c.id, i) for c in self.library for i in range(len(c.phrasings))]
 
-    def clip(self, cue_id: str, phrasing_index: int) -> np.ndarray:
-        """Mono float32 clip at :attr:`samplerate` for phrasing ``phrasing_index`` (0-based) of ``cue_id``."""
-        key = (cue_id, int(phrasing_index))
-        hit = self._clips.get(key)
-        if hit is not None:
-            return hit
+    def clip(self, cue_id: str, phrasing_index: int, fill: str | None = None) -> np.ndarray:
+        """Mono float32 clip at :attr:`samplerate` for phrasing ``phrasing_index`` (0-based) of ``cue_id``.
+
+        ``fill`` is the value of a ``{grade}`` phrasing (``"6"``); each filled-in text is synthesized (and cached)
+        as its own clip.
+        """
         entry = self.library.get(cue_id)
         if not 0 <= phrasing_index < len(entry.phrasings):
             raise CueError(f"cue {cue_id!r}: phrasing {phrasing_index + 1} does not exist "
                            f"(it has {len(entry.phrasings)})")
         what = f"cue {cue_id!r} phrasing {phrasing_index + 1}"
-        rec = self.pack.recording(cue_id, phrasing_index) if self.pack is not None else None
+        rec = self._recording(cue_id, phrasing_index)
+        text = entry.text(phrasing_index, fill or TEMPLATE_EXAMPLE_FILL)
+        key = (cue_id, int(phrasing_index), text if rec is None else "")
+        hit = self._clips.get(key)
+        if hit is not None:
+            return hit
         if rec is not None:
             clip = load_recording(rec, self.samplerate, what)
         else:
-            clip = synthesize(entry.phrasings[phrasing_index], self.samplerate, self.voice, self.rate_wpm,
-                              self.cache_dir, what)
+            clip = synthesize(text, self.samplerate, self.voice, self.rate_wpm, self.cache_dir, what)
         clip = np.array(clip, dtype=np.float32)
         clip.flags.writeable = False
         self._clips[key] = clip

@@ -22,7 +22,7 @@ class SessionPlan:
     cue_requests: tuple = ()  # (clip index, start sample)
     planned_cues: tuple = ()
     warnings: tuple = field(default_factory=tuple)
-    #: A live feed's cue planner (cues.planner.LivePlanner) when the session follows a sensor, else None.
+    #: A live feed's cue planner (cues.live_planner.LivePlanner) when the session follows a sensor, else None.
     live_planner: object = None
     #: The session follows a live feed (the engine slews toward the feed's target instead of the tempo map).
     live: bool = False
@@ -119,7 +119,8 @@ def plan_live_session(profile, tempo_settings: TempoSettings, engine_settings: E
     if not cues:
         return plan
     from cues.library import load_library
-    from cues.planner import LivePlanner, clip_name
+    from cues.live_planner import LivePlanner
+    from cues.planner import clip_name
     from cues.voice import VoiceBank, VoiceUnavailableError
 
     library = load_library()

@@ -94,6 +94,11 @@ def test_small_library_round_trip(tmp_path):
     (lambda d: d["cues"][0].__setitem__("safety", "yes please"), r"cues\[0\].safety: 'yes please' is not true"),
     (lambda d: d["cues"][0].__setitem__("grade_max_pct", 5), r"cues\[0\].grade_max_pct: 5 is not a grade"),
     (lambda d: d.__setitem__("cues", []), r"lib.yaml: cues: expected a non-empty list"),
+    (lambda d: d["cues"][2].__setitem__("phrasings", ["Decline {pct} percent"]),
+     r"cues\[2\].phrasings\[0\]: unknown placeholder '\{pct\}' \(the only one is \{grade\}\)"),
+    (lambda d: d["cues"][2].__setitem__("phrasings", ["Decline {grade percent"]),
+     r"cues\[2\].phrasings\[0\]: unbalanced"),
+    (lambda d: d["cues"][0].__setitem__("core", "yes"), r"cues\[0\].core: 'yes' is not true or false"),
     (lambda d: d.__setitem__("extra", 1), r"lib.yaml: unknown top-level key 'extra'"),
     (lambda d: d["cues"].__setitem__(0, "just a string"), r"cues\[0\]: expected a mapping"),
 ])
@@ -228,3 +233,16 @@ def test_pack_manifest_unknown_cue_and_not_a_folder(tmp_path, lib):
         load_voice_pack(tmp_path, lib)
     with pytest.raises(CueError, match="voice pack is not a folder"):
         load_voice_pack(tmp_path / "manifest.yaml", lib)
+
+
+def test_grade_placeholder_is_filled_and_formatted():
+    from cues.library import format_grade
+
+    lib = load_library()
+    e = lib.get("decline_ahead")
+    assert e.is_template(0) and not lib.get("flat_ahead").is_template(0)
+    assert [format_grade(g) for g in (-6.0, -2.5, 3, -9.04, 0.0)] == ["6", "2.5", "3", "9", "0"]
+    assert e.text(0, format_grade(-6.0)) == "Decline 6 percent in 10 seconds."
+    assert lib.get("lean_forward").text(0, "6") == "Lean slightly forward from the ankles."
+    # The three core cues are flagged as such.
+    assert {c.id for c in lib if c.core} == {"lean_forward", "eyes_ahead", "arms_wide"}

@@ -126,3 +126,19 @@ def test_hysteresis_runs_reference():
     g = np.array([0, -5, -5, -5, -3, -5, 0, 0, 0, 0], float)
     assert hysteresis_runs(pos, g, -4, -2.5, 20, 20) == [(1, 6)]
     assert hysteresis_runs(pos, g, -4, -2.5, 30, 20) == []
+
+
+def test_workout_incline_changes_name_the_coming_incline():
+    from cues.terrain import cue_events, incline_changes
+
+    g = np.concatenate([np.zeros(60), np.full(120, -6.0), np.full(60, -3.0), np.zeros(61)])
+    t = np.arange(g.size, dtype=float)
+    z = np.zeros(g.size)
+    p = Profile("w", "w", "workout", z, z, g, t, z, ())
+    ch = incline_changes(p)
+    assert [(e.time_s, e.grade_pct, e.end_s) for e in ch] == [(60.0, -6.0, 180.0), (180.0, -3.0, 240.0),
+                                                              (240.0, 0.0, 300.0)]
+    assert all(e.kind == "incline_change" for e in ch)
+    assert sorted(kinds(cue_events(p))) == sorted(kinds(terrain_events(p)) + ["incline_change"] * 3)
+    # A course has no incline announcements (it is not set by hand).
+    assert incline_changes(make_profile(segs((0, 300), (-6, 600)))) == []

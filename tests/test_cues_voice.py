@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -267,3 +268,89 @@ def test_bank_argument_errors(tmp_path):
         bank.clip("pick_line", 8)
     with pytest.raises(CueError, match="'nope' is not in"):
         bank.clip("nope", 0)
+
+
+def _patch_wav_sizes(path, data_bytes):
+    """Rewrite a PCM WAV's RIFF and data chunk sizes to claim ``data_bytes`` of samples."""
+    import struct
+
+    raw = bytearray(path.read_bytes())
+    i = raw.index(b"data")
+    struct.pack_into("<I", raw, i + 4, data_bytes)
+    struct.pack_into("<I", raw, 4, i + 8 + data_bytes - 8)
+    path.write_bytes(bytes(raw))
+
+
+def _no_read(monkeypatch):
+    """Reading samples is what costs memory: the checks must refuse before it."""
+    def boom(*a, **k):
+        raise AssertionError("soundfile.read was called on an oversized recording")
+    monkeypatch.setattr(sf, "read", boom)
+
+
+def test_huge_sparse_pack_wav_is_refused_before_reading(tmp_path, monkeypatch):
+    """Issue 12.10: a 400 MB WAV (sparse here: no disk, no memory) is refused in one line naming the file."""
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    wav = pack / "ease_off.wav"
+    sf.write(str(wav), 0.5 * _sine(300.0, 48000, 0.5), 48000, subtype="PCM_16")
+    size = 400 * 1024 * 1024
+    _patch_wav_sizes(wav, size - 44)
+    os.truncate(wav, size)  # sparse: the header and the file size agree, ~4400 s of 16-bit 48 kHz mono
+    assert wav.stat().st_size == size
+    _no_read(monkeypatch)
+    bank = V.VoiceBank(load_library(), 48000, pack_dir=pack, cache_dir=tmp_path / "cache")
+    with pytest.raises(CueError) as info:
+        bank.clip("ease_off", 0)
+    msg = str(info.value)
+    assert msg.startswith(str(wav)) and "400 MiB is too big" in msg and "\n" not in msg
+
+
+def test_long_pack_wav_is_refused_by_its_header_length(tmp_path, monkeypatch):
+    """Small on disk but 12 s long (8 kHz, 8-bit): refused from the header, before reading."""
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    wav = pack / "ease_off.wav"
+    sf.write(str(wav), 0.2 * _sine(300.0, 8000, 12.0), 8000, subtype="PCM_U8")
+    assert wav.stat().st_size < V.MAX_RECORDING_BYTES
+    _no_read(monkeypatch)
+    with pytest.raises(CueError, match=r"ease_off.wav: 12.0 s long; a cue recording must be at most 10 s"):
+        V.load_recording(wav, 48000, "cue 'ease_off' phrasing 1")
+
+
+def test_pack_wav_with_a_lying_header_is_still_bounded(tmp_path):
+    """A header claiming 400 MB on a small file: libsndfile counts only the frames present; it reads fine."""
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    wav = pack / "ease_off.wav"
+    sf.write(str(wav), 0.5 * _sine(300.0, 16000, 1.0), 16000, subtype="PCM_16")
+    _patch_wav_sizes(wav, 400 * 1024 * 1024)
+    clip = V.load_recording(wav, 48000, "cue 'ease_off' phrasing 1")
+    assert 0.9 * 48000 < clip.size <= 1.05 * 48000
+
+
+def test_huge_pack_wav_in_a_fresh_process_is_refused_with_small_rss(tmp_path):
+    """In a fresh process (its own peak RSS): refused with one line, and the process stays small."""
+    import subprocess
+    import sys
+
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    wav = pack / "ease_off.wav"
+    sf.write(str(wav), 0.5 * _sine(300.0, 48000, 0.5), 48000, subtype="PCM_16")
+    _patch_wav_sizes(wav, 400 * 1024 * 1024 - 44)
+    os.truncate(wav, 400 * 1024 * 1024)
+    code = ("import resource, sys\n"
+            "from cues.voice import VoiceBank\nfrom cues.library import load_library\n"
+            "from metronome.errors import CueError\n"
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "try:\n    VoiceBank(load_library(), 48000, pack_dir=sys.argv[1], cache_dir=sys.argv[2]).clip('ease_off', 0)\n"
+            "except CueError as e:\n    print(e)\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(pack), str(tmp_path / "cache")], capture_output=True,
+                       text=True, timeout=120)
+    lines = r.stdout.strip().splitlines()
+    assert r.returncode == 0 and "too big for a cue recording" in lines[0], r.stdout + r.stderr
+    # Peak RSS grew by less than 32 MiB (KiB here) past the imports: the 400 MB file was never read (before the
+    # fix this was 3.4 GB).
+    assert int(lines[1]) < 32 * 1024

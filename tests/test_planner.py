@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from cues.library import load_library
-from cues.planner import LivePlanner, PlannerRules, clip_name, plan_cues, required_cooldown_s
-from cues.terrain import TerrainEvent, terrain_events
+from cues.live_planner import LivePlanner
+from cues.planner import PlannerRules, clip_name, plan_cues, required_cooldown_s
+from cues.terrain import TerrainEvent, cue_events, terrain_events
 from metronome.errors import CueError, InputError
 from metronome.tempo import TempoMap, TempoSettings, tempo_map_from_profile
 from profiles.schema import Profile, Tag
@@ -26,6 +27,9 @@ WINDOWS_AFTER_EVENT_S = {"descent_start": (0.0, RULES.start_expiry_s), "steep_de
                          "technical": (-RULES.technical_early_s, RULES.technical_expiry_s),
                          "announce_descent": (-RULES.announce_lead_max_s, -RULES.announce_lead_min_s),
                          "long_descent": (0.0, RULES.reminder_window_s)}
+for _trig in ("announce_decline", "announce_incline", "announce_flat"):
+    WINDOWS_AFTER_EVENT_S[_trig] = (-RULES.incline_lead_s - RULES.incline_lead_tolerance_s,
+                                    -RULES.incline_lead_s + RULES.incline_lead_tolerance_s)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -61,15 +65,24 @@ def check_plan(plan, events, beats, ramps, lengths, samplerate, library=LIB, rul
     entries = {c.id: c for c in library}
     starts = [c.start_sample for c in plan]
     assert starts == sorted(starts)
+    # Core cues of descents >= core_min_descent_s may start anywhere in the core window (not only start_expiry_s).
+    core_win = defaultdict(int)
+    for e in events:
+        if e.kind == "descent_start" and e.end_s - e.start_s >= rules.core_min_descent_s:
+            k = round(e.time_s * sr)
+            core_win[k] = max(core_win[k], round(rules.core_window_s(e.end_s - e.start_s) * sr))
     for c in plan:
         # On a beat, clip length as given, <= 2.5 s, inside the session.
         assert c.start_sample in beat_set, c
-        assert c.end_sample - c.start_sample == lengths[(c.cue_id, c.phrasing_index)]
+        assert c.end_sample - c.start_sample == lengths.get((c.cue_id, c.phrasing_index, c.text),
+                                                            lengths[(c.cue_id, c.phrasing_index)])
         assert c.end_sample - c.start_sample <= rules.max_clip_s * sr
         assert c.end_sample <= beats[-1]
         e = entries[c.cue_id]
-        assert (c.text, c.trigger, c.priority, c.safety) == (e.phrasings[c.phrasing_index], e.trigger, e.priority,
-                                                             e.safety)
+        # The words are the phrasing (a {grade} phrasing with its value filled in).
+        assert c.fill == "" or e.is_template(c.phrasing_index)
+        assert (c.text, c.trigger, c.priority, c.safety) == (e.text(c.phrasing_index, c.fill), e.trigger,
+                                                             e.priority, e.safety)
         # Never overlapping a tempo ramp.
         for rs, re in ramps:
             if re > rs:
@@ -77,7 +90,10 @@ def check_plan(plan, events, beats, ramps, lengths, samplerate, library=LIB, rul
         # Within its window relative to the event it is about (expiry: never late).
         lo, hi = WINDOWS_AFTER_EVENT_S[c.trigger]
         d = c.start_sample - c.event_sample
-        assert round(lo * sr) <= d <= round(hi * sr), (c, d / sr)
+        if e.core and c.event_sample in core_win:
+            assert 0 <= d <= core_win[c.event_sample], (c, d / sr)
+        else:
+            assert round(lo * sr) <= d <= round(hi * sr), (c, d / sr)
     # No overlaps (with the silence guard), spacing between non-safety cues, cooldowns.
     guard = round(rules.min_silence_s * sr)
     for a, b in zip(plan, plan[1:]):
@@ -96,7 +112,7 @@ def check_plan(plan, events, beats, ramps, lengths, samplerate, library=LIB, rul
         for a, b in zip(cs, cs[1:]):
             assert b.start_sample - a.start_sample >= round(e.cooldown_s * sr) - 1
         # Phrasings rotate in time order.
-        avail = sorted(i for (k, i) in lengths if k == cid)
+        avail = sorted(key[1] for key in lengths if key[0] == cid and len(key) == 2)
         assert [c.phrasing_index for c in cs] == [avail[n % len(avail)] for n in range(len(cs))]
     # Event-specific rules.
     descents = [e for e in events if e.kind == "descent_start"]
@@ -120,7 +136,7 @@ def check_plan(plan, events, beats, ramps, lengths, samplerate, library=LIB, rul
 
 def plan_for(profile, samplerate=48000, lengths=None, rules=RULES, tm=None):
     tm = tm if tm is not None else tempo_map_from_profile(profile, TempoSettings(), samplerate)
-    events = terrain_events(profile)
+    events = cue_events(profile)  # terrain_events, plus a workout's incline changes
     lengths = lengths if lengths is not None else uniform_lengths(samplerate)
     beats, ramps = tm.beat_samples(), tm.ramps()
     plan = plan_cues(events, beats, ramps, lengths, samplerate, LIB, rules)
@@ -594,3 +610,258 @@ def test_live_rules_hold_for_random_feeds(steps, speed):
     for _, r in reqs:
         counts[r.cue_id] += 1
     assert all(n <= RULES.max_uses_per_cue for cid, n in counts.items() if not LIB.get(cid).safety)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Coverage on long days (issue 11): core cues near every descent's start, all of them heard, never a long silence
+# ----------------------------------------------------------------------------------------------------------------
+CORE = tuple(c.id for c in LIB if c.core)
+# The rule as issue 11 states it, independent of the defaults (so a changed default cannot hide a broken rule).
+CORE_MIN_DESCENT_S = 60.0
+MAX_QUIET_S = 240.0
+
+
+def core_window_s(descent_s):
+    """Near its start: the first 20 s or 15 % of the descent, whichever is longer, at most 45 s."""
+    return min(45.0, max(20.0, 0.15 * descent_s))
+
+
+def test_the_rules_state_the_coverage_numbers():
+    assert RULES.core_min_descent_s == CORE_MIN_DESCENT_S and RULES.max_quiet_s == MAX_QUIET_S
+    assert all(RULES.core_window_s(d) == core_window_s(d) for d in (60.0, 100.0, 200.0, 300.0, 3600.0))
+    assert set(CORE) == {"lean_forward", "eyes_ahead", "arms_wide"}
+
+
+def long_course(seed, hours=8.0, noise_pct=1.0, speed_mps=3.0, n_tags=20):
+    """A random mountain day of ``hours``: climbs and descents of 200 m .. 4 km, GPS-like grade noise, some
+    technical tags (safety cues that get in the way)."""
+    rng = np.random.default_rng(seed)
+    parts, total = [], 0
+    need = int(hours * 3600 * speed_mps / 10.0)
+    while total < need:
+        n = int(rng.integers(20, 400))
+        grade = float(rng.uniform(-22.0, -4.5) if rng.random() < 0.5 else rng.uniform(-2.0, 12.0))
+        parts.append(np.full(n, grade) + rng.normal(0.0, noise_pct, n))
+        total += n
+    g = np.concatenate(parts)
+    tags = []
+    for _ in range(n_tags):
+        a = float(rng.integers(0, g.size - 1)) * 10.0
+        tags.append(Tag(a, a + float(rng.integers(10, 300)), "technical"))
+    return make_profile(g, speed_mps=speed_mps, tags=tuple(tags))
+
+
+def coverage_failures(plan, events, samplerate, core=CORE):
+    """Every violation of the long-day coverage rules, as strings (empty: all hold).
+
+    * each descent >= ``CORE_MIN_DESCENT_S`` has a core cue starting within ``core_window_s`` of its start;
+    * all core cues are used when there are at least as many such descents;
+    * inside each such descent no stretch longer than ``MAX_QUIET_S`` without a cue starting (descent start ->
+      first cue, cue -> cue, last cue -> descent end).
+    """
+    sr = samplerate
+    out = []
+    starts = np.array([c.start_sample for c in plan], dtype=np.int64)
+    long_descents = [e for e in events if e.kind == "descent_start" and e.end_s - e.start_s >= CORE_MIN_DESCENT_S]
+    for e in long_descents:
+        a = round(e.start_s * sr)
+        w = round(core_window_s(e.end_s - e.start_s) * sr)
+        if not any(c.cue_id in core and a <= c.start_sample <= a + w for c in plan):
+            out.append(f"descent at {e.start_s:.0f} s ({e.end_s - e.start_s:.0f} s long): no core cue in its first "
+                       f"{w / sr:.0f} s")
+        b = round(e.end_s * sr)
+        pts = np.concatenate([[a], starts[(starts >= a) & (starts < b)], [b]])
+        gap = int(np.diff(pts).max())
+        if gap > round(MAX_QUIET_S * sr):
+            out.append(f"descent at {e.start_s:.0f} s: {gap / sr:.0f} s without a cue")
+    if len(long_descents) >= len(core):
+        unused = set(core) - {c.cue_id for c in plan}
+        if unused:
+            out.append(f"core cues never used: {sorted(unused)}")
+    return out
+
+
+# The inputs are seeds: shrinking them means nothing and costs minutes on 8 h courses, so failures are reported as
+# drawn (the seed reproduces them).
+LONG_DAY = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+                    phases=[Phase.explicit, Phase.reuse, Phase.generate])
+
+
+@LONG_DAY
+@given(seed=st.integers(0, 2 ** 20), noise=st.floats(0.0, 3.0), speed=st.floats(2.0, 4.5),
+       samplerate=st.sampled_from([8000, 44100]), len_seed=st.integers(0, 1000))
+def test_long_day_every_descent_gets_a_core_cue_and_never_goes_quiet(seed, noise, speed, samplerate, len_seed):
+    """8 h random courses with their own tempo map: every rule of check_plan plus the coverage rules."""
+    p = long_course(seed, 8.0, noise, speed)
+    assert p.duration_s >= 8 * 3600 - 10
+    plan, events, _ = plan_for(p, samplerate, lengths=random_lengths(len_seed, samplerate))
+    assert coverage_failures(plan, events, samplerate) == []
+    n_long = sum(e.kind == "descent_start" and e.end_s - e.start_s >= 60 for e in events)
+    assert n_long >= 3  # so the "all three used" rule is exercised
+
+
+def test_coverage_checks_catch_a_planner_without_the_rules():
+    """The coverage checks can fail: without the core rule, the quiet-stretch rule or the rotation they report."""
+    sr = 8000
+    p = long_course(3, 8.0)
+    tm = tempo_map_from_profile(p, TempoSettings(), sr)
+    events = terrain_events(p)
+    lengths = uniform_lengths(sr, 2.0)
+
+    def failures(rules=RULES, library=LIB):
+        plan = plan_cues(events, tm.beat_samples(), tm.ramps(), lengths, sr, library, rules)
+        return coverage_failures(plan, events, sr)
+
+    assert failures() == []
+    # The pre-issue-11 planner: no core slot, a hard stop after 6 uses, no quiet-stretch fill.
+    old = PlannerRules(core_min_descent_s=1e9, max_uses_per_cue=6, fade_max_cooldown_s=1e9, max_quiet_s=1e9)
+    assert any("no core cue" in f for f in failures(old))
+    assert any("without a cue" in f for f in failures(old))
+    assert any("without a cue" in f for f in failures(PlannerRules(max_quiet_s=1e9, fade_max_cooldown_s=1e9)))
+    assert any("no core cue" in f for f in failures(PlannerRules(core_min_descent_s=1e9)))
+    # A rotation that always picks the same core cue (only one flagged core) leaves the others unused.
+    import dataclasses
+
+    one_core = type(LIB)(tuple(dataclasses.replace(c, core=c.id == "lean_forward") for c in LIB), LIB.source)
+    assert any("never used" in f for f in failures(library=one_core))
+
+
+def test_core_cues_rotate_least_recently_used_and_arms_wide_goes_to_a_steep_start():
+    sr = 8000
+    evs = []
+    for k in range(6):
+        t0 = 100.0 + 400.0 * k
+        evs.append(_descent_event(t0, t0 + 200.0, k=k))
+    evs.append(TerrainEvent("steep_descent", 105.0, 105.0, 160.0, -14.0, 0))  # descent 0 turns steep at 5 s
+    tm = TempoMap.constant(170.0, sr, 2700.0)
+    lengths = uniform_lengths(sr, 2.0)
+    plan = check_plan(plan_cues(evs, tm.beat_samples(), [], lengths, sr, LIB), evs, tm.beat_samples(), [],
+                      lengths, sr)
+    core = [c for c in plan if c.cue_id in CORE]
+    # One core cue per descent, least recently used first; all unused at first, so the tie goes to the cue that
+    # fits the ground: arms wide, spoken at the steep start (it is that section's steep cue too).
+    assert [c.cue_id for c in core] == ["arms_wide", "lean_forward", "eyes_ahead"] * 2
+    assert core[0].trigger == "steep_descent" and core[0].event_sample == 105 * sr
+    assert sum(c.event_sample == 105 * sr for c in plan) == 1  # no second cue for the steep section
+    for c, e in zip(core, [e for e in evs if e.kind == "descent_start"]):
+        assert 0 <= c.start_sample / sr - e.time_s <= RULES.core_window_s(200.0)
+    assert coverage_failures(plan, evs, sr) == []
+
+
+def test_fade_thins_out_but_never_stops():
+    """Many uses: the spacing grows up to fade_max_cooldown_s and stays there (issue 11: 6 uses, then silence)."""
+    e = LIB.get("relax_upper")
+    gaps = [required_cooldown_s(e, n, RULES) for n in range(40)]
+    assert gaps == sorted(gaps) and gaps[-1] == RULES.fade_max_cooldown_s
+    assert gaps[0] == e.cooldown_s
+    # A 2 h descent late in a long day still hears reminders, at least every max_quiet_s.
+    sr = 8000
+    evs = [_descent_event(60.0 + 400.0 * k, 60.0 + 400.0 * k + 200.0, k=k) for k in range(20)]
+    t_last = 60.0 + 400.0 * 20
+    evs += [_descent_event(t_last, t_last + 7200.0, k=20),
+            TerrainEvent("long_descent", t_last + 90.0, t_last, t_last + 7200.0, -7.0, 20)]
+    evs += [TerrainEvent("long_descent", e.start_s + 90.0, e.start_s, e.end_s, -6.0, e.descent_index)
+            for e in evs[:20]]
+    tm = TempoMap.constant(170.0, sr, t_last + 7300.0)
+    lengths = uniform_lengths(sr, 2.0)
+    plan = check_plan(plan_cues(evs, tm.beat_samples(), [], lengths, sr, LIB), evs, tm.beat_samples(), [],
+                      lengths, sr)
+    last = [c.start_sample / sr for c in plan if c.start_sample >= t_last * sr]
+    assert len(last) >= 7200 / RULES.max_quiet_s
+    assert np.diff([t_last] + last + [t_last + 7200.0]).max() <= RULES.max_quiet_s
+    assert coverage_failures(plan, evs, sr) == []
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Treadmill workouts: the announcement names the incline to set
+# ----------------------------------------------------------------------------------------------------------------
+def _treadmill_segments():
+    import yaml
+
+    from profiles.loader import BUNDLED_DIR
+
+    doc = yaml.safe_load((BUNDLED_DIR / "treadmill-decline.yaml").read_text())
+    t, out = 0.0, []
+    for seg in doc["segments"]:
+        out.append((t, float(seg["incline_pct"])))
+        t += float(seg["duration_s"])
+    return out
+
+
+def test_treadmill_announces_the_incline_of_the_coming_segment():
+    load_profile = _load_profile()
+    p = load_profile("treadmill-decline")
+    sr = 48000
+    plan, events, _ = plan_for(p, sr)
+    announce = [c for c in plan if c.trigger.startswith("announce_")]
+    segs_ = _treadmill_segments()
+    expected = []
+    for (t0, prev), (t1, inc) in zip(segs_, segs_[1:]):
+        if inc != prev:
+            words = "Back to flat in 10 seconds." if inc == 0 else f"Decline {abs(inc):g} percent in 10 seconds."
+            expected.append((t1, words))
+    assert [c.text for c in announce] == [w for _, w in expected]
+    assert {"Decline 3 percent in 10 seconds.", "Decline 6 percent in 10 seconds.",
+            "Decline 9 percent in 10 seconds.", "Back to flat in 10 seconds."} <= {c.text for c in announce}
+    for c, (t_change, _) in zip(announce, expected):
+        # "in 10 seconds": it starts 10 s (+- the tolerance) before the segment does.
+        lead = t_change - c.start_sample / sr
+        assert abs(lead - RULES.incline_lead_s) <= RULES.incline_lead_tolerance_s, (c.text, lead)
+        assert c.safety and c.clip_name == (f"{c.cue_id}-1@{c.fill}" if c.fill else f"{c.cue_id}-1")
+    # The incline announcement replaces "Descent ahead" on a treadmill.
+    assert not any(c.trigger == "announce_descent" for c in plan)
+
+
+def test_templated_texts_lists_one_text_per_value():
+    from cues.planner import templated_texts
+
+    load_profile = _load_profile()
+    texts = templated_texts(cue_events(load_profile("treadmill-decline")), LIB)
+    assert texts == [("decline_ahead", 0, "3"), ("decline_ahead", 0, "6"), ("decline_ahead", 0, "9")]
+    assert templated_texts(cue_events(load_profile("demo-descent")), LIB) == []
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_treadmill_clips_are_synthesized_per_value(tmp_path):
+    load_profile = _load_profile()
+    from cues.session import plan_profile_cues
+    from cues.voice import cache_key
+
+    p = load_profile("treadmill-decline")
+    sr = 22050
+    tm = tempo_map_from_profile(p, TempoSettings(), sr)
+    clips, planned = plan_profile_cues(p, tm, sr, cache_dir=tmp_path)
+    by_name = dict(clips)
+    names = {c.clip_name for c in planned if c.cue_id == "decline_ahead"}
+    assert names == {"decline_ahead-1@3", "decline_ahead-1@6", "decline_ahead-1@9"}
+    for c in planned:
+        assert by_name[c.clip_name].size == c.end_sample - c.start_sample
+    # Each value is its own clip, cached under its own words.
+    for g in ("3", "6", "9"):
+        text = f"Decline {g} percent in 10 seconds."
+        assert (tmp_path / f"{cache_key(text, 'en-us', 175, sr)}.npy").exists()
+    assert len({by_name[n].tobytes() for n in names}) == 3
+
+
+def test_live_descents_get_core_cues_in_rotation():
+    """Live: each recognised descent queues a core cue, least recently used first, so all three are heard."""
+    feed, t = [], 0.0
+    for k in range(6):
+        for _ in range(int(150 / 0.5)):  # 150 s flat, then 150 s at -7 %
+            feed.append((t, {"grade_pct": 0.0, "speed_mps": 3.5}))
+            t += 0.5
+        for _ in range(int(150 / 0.5)):
+            feed.append((t, {"grade_pct": -7.0, "speed_mps": 3.5}))
+            t += 0.5
+    reqs = run_live(feed)
+    check_live(reqs)
+    core = [r.cue_id for _, r in reqs if r.cue_id in CORE]
+    assert core[:6] == ["lean_forward", "eyes_ahead", "arms_wide"] * 2
+
+
+def test_live_long_descent_never_goes_quiet():
+    """Live: a 40-minute descent hears a cue at least every max_quiet_s (it used to fade to silence)."""
+    reqs = run_live(descent_feed(descent_s=2400.0, after_s=30.0))
+    check_live(reqs)
+    t_in = [t for t, r in reqs if 60.0 <= t <= 60.0 + 2400.0]
+    assert np.diff([60.0] + t_in + [60.0 + 2400.0]).max() <= MAX_QUIET_S

@@ -57,7 +57,9 @@ def list_cmd(library_path):
 @click.option("--voice-pack", type=click.Path(), default=None, help="Folder of WAV files overriding cue voices.")
 @click.option("--samplerate", type=int, default=_SAMPLERATE, show_default=True)
 @click.option("--library", "library_path", type=click.Path(dir_okay=False), default=None)
-def say_cmd(cue_id, phrasing_n, out_path, voice, voice_pack, samplerate, library_path):
+@click.option("--grade", "grade_pct", type=float, default=6.0, show_default=True,
+              help="The value spoken for {grade} in a phrasing that has one (e.g. the treadmill announcements).")
+def say_cmd(cue_id, phrasing_n, out_path, voice, voice_pack, samplerate, library_path, grade_pct):
     """Speak cue CUE_ID on the default output device (or write it with --out FILE.wav)."""
     from cues.voice import VoiceBank
 
@@ -67,9 +69,12 @@ def say_cmd(cue_id, phrasing_n, out_path, voice, voice_pack, samplerate, library
         raise InputError(f"--phrasing: {phrasing_n} is outside 1..{len(entry.phrasings)} for cue {cue_id!r}")
     if out_path is not None and Path(out_path).suffix.lower() != ".wav":
         raise InputError(f"--out: {out_path!r} must end in .wav")
+    from cues.library import format_grade
+
     bank = VoiceBank(lib, samplerate, voice=voice, pack_dir=voice_pack)
-    clip = bank.clip(cue_id, phrasing_n - 1)
-    text = entry.phrasings[phrasing_n - 1]
+    fill = format_grade(grade_pct) if entry.is_template(phrasing_n - 1) else None
+    clip = bank.clip(cue_id, phrasing_n - 1, fill)
+    text = entry.text(phrasing_n - 1, fill or "")
     if out_path is not None:
         import soundfile as sf
 

@@ -48,6 +48,11 @@ FIG_DPI = 120
 CUE_COLOR = "#1f7a3f"
 CUE_FONT_PT = 9.0
 MAX_CUE_ROWS = 8
+#: Dense plans (labels that would need more than MAX_CUE_ROWS rows, or that cannot fit inside the lane): the lane
+#: shows a number per cue, one number per distinct phrase, explained in a numbered list beside the plot.
+MAX_BADGE_ROWS = 12
+MIN_FONT_PT = 6.0
+LEGEND_WIDTH_RATIO = 0.28  # of the plot column; widened if the longest phrase needs it
 
 
 def _fmt_clock(t_s: float) -> str:
@@ -85,22 +90,56 @@ def assign_label_rows(starts_px, widths_px, axis_width_px: float, gap_px: float 
     return out
 
 
+def spread_in_row(xs_px, widths_px, axis_width_px: float, gap_px: float) -> np.ndarray:
+    """Left edges for labels wanted at ``xs_px`` (sorted) in one row: no overlap (``gap_px`` apart), all inside
+    ``[0, axis_width_px]``, each as close to where it is wanted as possible (least squares).
+
+    With ``q_i = left_i - offset_i`` (``offset_i`` the widths and gaps before label i) the constraints become "q
+    non-decreasing" and one common bound, so the answer is the isotonic regression of ``x_i - offset_i`` (pool
+    adjacent violators) clipped to that bound.  Needs ``sum(widths) + gaps <= axis_width_px``.
+    """
+    x = np.asarray(xs_px, dtype=np.float64)
+    w = np.asarray(widths_px, dtype=np.float64)
+    if x.size == 0:
+        return x
+    offset = np.concatenate([[0.0], np.cumsum(w[:-1] + gap_px)])
+    target = x - offset
+    blocks = []  # [sum, count]
+    for v in target:
+        blocks.append([v, 1])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            a, b = blocks.pop(), blocks.pop()
+            blocks.append([a[0] + b[0], a[1] + b[1]])
+    q = np.concatenate([np.full(n, total / n) for total, n in blocks])
+    q = np.clip(q, 0.0, max(0.0, axis_width_px - offset[-1] - w[-1]))
+    return q + offset
+
+
 def render_figure(profile: Profile, settings: TempoSettings, cue_markers=None):
     """Build the figure (a :class:`matplotlib.figure.Figure`, not shown, not saved).
 
     Panels: elevation (time on the top axis), grade, cadence (the model's target and what the metronome plays)
-    and, when ``cue_markers`` are given, a cue lane whose labels are stacked in rows so none overlap.
+    and, when ``cue_markers`` are given, a cue lane.  Its labels (time + words) are stacked in rows so none
+    overlap; where cues are too dense for that (more than :data:`MAX_CUE_ROWS` rows, or a label that cannot fit
+    inside the lane) the lane shows a number per cue instead, one per distinct phrase, listed beside the plot.
+    Either way no label overlaps another or leaves the figure.
 
     Parameters
     ----------
     cue_markers : list of (time_s, label), optional
         Spoken cues to mark (e.g. from :func:`metronome.cli.profile.cue_timeline`).
     """
+    fig = _figure(profile, settings, cue_markers, numbered=False)
+    if getattr(fig, "_downbeat_labels_fit", True):
+        return fig
+    return _figure(profile, settings, cue_markers, numbered=True)
+
+
+def _figure(profile: Profile, settings: TempoSettings, cue_markers, numbered: bool):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
-    from matplotlib.transforms import blended_transform_factory, offset_copy
 
     instant, played = cadence_curves(profile, settings)
     by_time = profile.kind == "workout"
@@ -115,11 +154,15 @@ def render_figure(profile: Profile, settings: TempoSettings, cue_markers=None):
     fig = Figure(figsize=FIG_SIZE_IN, dpi=FIG_DPI, layout="constrained")
     FigureCanvasAgg(fig)  # a canvas to measure text on (the figure is still only drawn by savefig)
     ratios = [1.25, 0.95, 1.15] + ([0.8] if markers else [])
-    gs = fig.add_gridspec(len(ratios), 1, height_ratios=ratios)
-    ax_e = fig.add_subplot(gs[0])
-    ax_g = fig.add_subplot(gs[1], sharex=ax_e)
-    ax_c = fig.add_subplot(gs[2], sharex=ax_e)
-    ax_q = fig.add_subplot(gs[3], sharex=ax_e) if markers else None
+    if numbered:
+        gs = fig.add_gridspec(len(ratios), 2, height_ratios=ratios, width_ratios=[1.0, LEGEND_WIDTH_RATIO])
+    else:
+        gs = fig.add_gridspec(len(ratios), 1, height_ratios=ratios)
+    col = (lambda i: gs[i, 0]) if numbered else (lambda i: gs[i])  # noqa: E731
+    ax_e = fig.add_subplot(col(0))
+    ax_g = fig.add_subplot(col(1), sharex=ax_e)
+    ax_c = fig.add_subplot(col(2), sharex=ax_e)
+    ax_q = fig.add_subplot(col(3), sharex=ax_e) if markers else None
     panels = [ax_e, ax_g, ax_c]
     minutes = profile.duration_s / 60.0
     title = (f"{profile.name}: {profile.total_distance_m / 1000:.2f} km, -{profile.total_descent_m:.0f} m / "
@@ -200,6 +243,18 @@ def render_figure(profile: Profile, settings: TempoSettings, cue_markers=None):
         ax_q.spines[side].set_visible(False)
 
     # Lay the figure out once to know the lane's width in pixels, then stack the labels so none overlap.
+    if numbered:
+        _numbered_lane(fig, gs, ratios, ax_q, x, xm, markers)
+    else:
+        fig._downbeat_labels_fit = _row_lane(fig, gs, ratios, ax_q, x, xm, markers)
+    return fig
+
+
+def _row_lane(fig, gs, ratios, ax_q, x, xm, markers) -> bool:
+    """Time + words labels stacked in rows; False (nothing drawn) when they need more than MAX_CUE_ROWS rows or
+    one cannot fit inside the lane either way."""
+    from matplotlib.transforms import blended_transform_factory, offset_copy
+
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     bbox = ax_q.get_window_extent(renderer)
@@ -213,9 +268,17 @@ def render_figure(profile: Profile, settings: TempoSettings, cue_markers=None):
         w_clock = clock.get_window_extent(renderer).width
         w_words = words.get_window_extent(renderer).width
         items.append((v, clock, words, w_clock, w_words))
-    rows = assign_label_rows([to_px(v) for v, *_ in items],
-                             [dot_px + w_c + gap_px + w_w for _, _, _, w_c, w_w in items], bbox.width)
+    starts = [to_px(v) for v, *_ in items]
+    widths = [dot_px + w_c + gap_px + w_w for _, _, _, w_c, w_w in items]
+    rows = assign_label_rows(starts, widths, bbox.width, max_rows=len(items) + 1)
     n_rows = max(r for r, _ in rows) + 1
+    # A flipped label must not run out of the lane's left edge (it would be cut off at the figure's edge).
+    cut = any(flipped and x0 - w < 0 for x0, w, (_, flipped) in zip(starts, widths, rows))
+    if n_rows > MAX_CUE_ROWS or cut:
+        for _, clock, words, _, _ in items:
+            clock.remove()
+            words.remove()
+        return False
     # The lane grows with its rows (its width, hence the row assignment, does not change with its height).
     gs.set_height_ratios(ratios[:3] + [0.3 + 0.1 * max(n_rows, 3)])
     ys = np.linspace(0.86, 0.14, n_rows) if n_rows > 1 else np.array([0.5])
@@ -236,7 +299,99 @@ def render_figure(profile: Profile, settings: TempoSettings, cue_markers=None):
             t.set_in_layout(False)  # labels stay inside the lane: they must not move the layout
             t.set_bbox({"facecolor": "white", "edgecolor": "none", "pad": 0.6, "alpha": 0.9})
             t.set_zorder(5)
-    return fig
+    return True
+
+
+def _numbered_lane(fig, gs, ratios, ax_q, x, xm, markers) -> None:
+    """Dense cues: a number per cue in the lane (greedy rows; beyond MAX_BADGE_ROWS rows, round-robin rows with
+    the numbers spread so none overlap, a leader line to each cue), and the numbered phrases beside the plot."""
+    from matplotlib.transforms import blended_transform_factory
+
+    phrases = list(dict.fromkeys(label for _, label in markers))  # distinct, in order of first use
+    number = {p: n + 1 for n, p in enumerate(phrases)}
+    ax_l = fig.add_subplot(gs[:, 1])
+    ax_l.set_axis_off()
+    gap_px = 4.0
+    font = CUE_FONT_PT
+    while True:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        bbox = ax_q.get_window_extent(renderer)
+        texts = [ax_q.text(v, 0.5, str(number[label]), fontsize=font, color=CUE_COLOR, ha="left", va="center")
+                 for (_, label), v in zip(markers, xm)]
+        widths = np.array([t.get_window_extent(renderer).width for t in texts]) + 2 * gap_px
+        heights = max(t.get_window_extent(renderer).height for t in texts)
+        centre = (xm - x[0]) / (x[-1] - x[0]) * bbox.width
+        rows = assign_label_rows(centre - widths / 2, widths, bbox.width + 1e9, gap_px=gap_px,
+                                 max_rows=len(texts) + 1)
+        n_rows = max(r for r, _ in rows) + 1
+        fits = n_rows <= MAX_BADGE_ROWS and all(c - w / 2 >= 0 and c + w / 2 <= bbox.width
+                                                for c, w in zip(centre, widths))
+        if fits:
+            lefts = centre - widths / 2
+            row_of = [r for r, _ in rows]
+        else:
+            # Round-robin into MAX_BADGE_ROWS rows, then spread each row (needs the row's widths to fit): first
+            # with a smaller font, and past that (hundreds of cues per lane width) with more rows.
+            def row_fits(n):
+                return all(widths[r::n].sum() + gap_px * (widths[r::n].size - 1) <= bbox.width for r in range(n))
+
+            n_rows = min(MAX_BADGE_ROWS, len(texts))
+            if not row_fits(n_rows) and font > MIN_FONT_PT:
+                for t in texts:
+                    t.remove()
+                font = max(MIN_FONT_PT, font - 1.0)
+                continue
+            while not row_fits(n_rows) and n_rows < len(texts):
+                n_rows += 1
+            row_of = [i % n_rows for i in range(len(texts))]
+            lefts = np.empty(len(texts))
+            for r in range(n_rows):
+                idx = np.arange(r, len(texts), n_rows)
+                lefts[idx] = spread_in_row(centre[idx] - widths[idx] / 2, widths[idx], bbox.width, gap_px)
+        break
+    # Rows need their height: the lane grows with them (its width, hence the layout above, stays).
+    gs.set_height_ratios(ratios[:3] + [0.3 + 0.1 * max(n_rows, 3) * max(1.0, heights / 14.0)])
+    ys = np.linspace(0.84, 0.12, n_rows) if n_rows > 1 else np.array([0.5])
+    blend = blended_transform_factory(ax_q.transData, ax_q.transAxes)
+    px_to_x = lambda p: x[0] + p / bbox.width * (x[-1] - x[0])  # noqa: E731
+    for t, v, left, w, r in zip(texts, xm, lefts, widths, row_of):
+        y = float(ys[r])
+        cx = px_to_x(left + w / 2)
+        t.set_transform(blend)
+        t.set_position((px_to_x(left + gap_px), y))
+        t.set_in_layout(False)
+        t.set_bbox({"facecolor": "white", "edgecolor": "none", "pad": 0.4, "alpha": 0.9})
+        t.set_zorder(5)
+        ax_q.plot([v, cx], [1.0, y], transform=blend, color=CUE_COLOR, lw=0.6, alpha=0.6, zorder=1)
+    # The numbered list: one line per phrase; two columns or a smaller font if the plot's height needs it.
+    ax_l.set_title("spoken cues", fontsize=CUE_FONT_PT + 1, loc="left", color="#333333")
+    fig.canvas.draw()
+    box = ax_l.get_window_extent(renderer)
+    cols, size = 1, CUE_FONT_PT
+    while len(phrases) / cols * size * 1.45 * fig.dpi / 72 > box.height:
+        if cols == 1:
+            cols = 2
+        elif size > MIN_FONT_PT:
+            size -= 0.5
+        else:
+            break
+    line_pt = size * 1.45
+    per_col = -(-len(phrases) // cols)
+    entries = []
+    for n, phrase in enumerate(phrases):
+        c, k = divmod(n, per_col)
+        entries.append(ax_l.text(c / cols, 1.0 - k * line_pt * fig.dpi / 72 / box.height, f"{n + 1:>2}  {phrase}",
+                                 transform=ax_l.transAxes, fontsize=size, va="top", ha="left", color="#333333"))
+    # Widen the list's column until its longest line fits inside it (and so inside the figure).
+    for _ in range(4):
+        fig.canvas.draw()
+        widest = max(t.get_window_extent(renderer).width for t in entries)
+        have = ax_l.get_window_extent(renderer).width / cols
+        if widest <= have - 4:
+            break
+        ratio = gs.get_width_ratios()[1] * (widest + 8) / have
+        gs.set_width_ratios([1.0, ratio])
 
 
 def write_png(profile: Profile, settings: TempoSettings, path, cue_markers=None) -> Path:
