@@ -166,8 +166,14 @@ def test_gpsd_end_to_end_with_gpsfake(tmp_path):
     finally:
         src.close()
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # the group gpsfake leads: gpsfake and its gpsd, by our pid
-        proc.wait(10)
+            # The group gpsfake leads (gpsfake and its gpsd), by our pid.  gpsfake may sit on SIGTERM while its
+            # gpsd is gone (seen with gpsd 3.22): then SIGKILL.
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(3)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
         errlog.close()
     by_t = {p[0]: p for p in pts}
     fixes = [f for f in fixes if f.t_s is not None and f.t_s >= t0]
