@@ -63,6 +63,10 @@ class Profile:
         Optional (added for issue 3): cadence recorded by the device at each grid point (steps per minute), for
         activities that have it; ``None`` otherwise.  Read-only like the other arrays.
     notes : tuple of str
+    lat_deg, lon_deg : ndarray or None
+        Optional (added for issue 14): WGS84 position of each grid point, interpolated by distance from the file's
+        points, for courses read from GPX/FIT/TCX with coordinates; ``None`` for YAML courses and workouts (a
+        course follower then works on distance readings alone).  Read-only like the other arrays.
     elevation_noise_m : float
         RMS jitter of the raw elevation fixes (0 for authored courses); sets the totals' counting threshold.
         Optional (added for issue 3): how the profile was derived (smoothing window, timing source), for
@@ -87,6 +91,8 @@ class Profile:
     notes: tuple = field(default_factory=tuple)
     elevation_noise_m: float = 0.0
     warnings: tuple = field(default_factory=tuple)
+    lat_deg: np.ndarray | None = None
+    lon_deg: np.ndarray | None = None
 
     def __post_init__(self):
         if self.kind not in PROFILE_KINDS:
@@ -113,6 +119,16 @@ class Profile:
             if cad.size != n:
                 raise ValueError(f"{self.source}: recorded_cadence_spm: {cad.size} points, expected {n}")
             object.__setattr__(self, "recorded_cadence_spm", cad)
+        if (self.lat_deg is None) != (self.lon_deg is None):
+            raise ValueError(f"{self.source}: lat_deg and lon_deg come together")
+        if self.lat_deg is not None:
+            for name in ("lat_deg", "lon_deg"):
+                arr = _readonly(getattr(self, name), name)
+                if arr.size != n:
+                    raise ValueError(f"{self.source}: {name}: {arr.size} points, expected {n}")
+                if not np.all(np.isfinite(arr)):
+                    raise ValueError(f"{self.source}: {name} contains NaN or inf")
+                object.__setattr__(self, name, arr)
 
     @property
     def duration_s(self) -> float:

@@ -310,6 +310,23 @@ def _clean_elevation(raw: RawTrack, ele: np.ndarray, d_raw: np.ndarray, display:
     return ele, warnings
 
 
+def _positions_on_grid(raw: RawTrack, d_raw: np.ndarray, grid: np.ndarray):
+    """Latitude/longitude at each grid distance (linear by distance between the file's points with a position),
+    or ``(None, None)`` when fewer than 2 points have one.  For the course follower (issue 14)."""
+    if raw.lat_deg is None or raw.lon_deg is None:
+        return None, None
+    lat = np.asarray(raw.lat_deg, dtype=np.float64)
+    lon = np.asarray(raw.lon_deg, dtype=np.float64)
+    ok = np.isfinite(lat) & np.isfinite(lon)
+    if ok.sum() < 2:
+        return None, None
+    d_ok, first = np.unique(d_raw[ok], return_index=True)
+    if d_ok.size < 2:
+        return None, None
+    # Linear in degrees is linear in metres at the 5 m grid's scale; the antimeridian is not a running course.
+    return np.interp(grid, d_ok, lat[ok][first]), np.interp(grid, d_ok, lon[ok][first])
+
+
 def profile_from_track(raw: RawTrack, *, name: str, source: str, display: str, flat_pace_s_per_km=None,
                        smoothing_m=None, use_recorded_time=None, base_cadence_spm=None) -> Profile:
     """Build a :class:`Profile` from raw points; every problem raises :class:`ProfileError` prefixed ``display``.
@@ -412,10 +429,11 @@ def profile_from_track(raw: RawTrack, *, name: str, source: str, display: str, f
         ok = np.isfinite(cad)[first]
         if ok.sum() >= 2:
             cadence = np.interp(grid, d_u[ok], cad[first][ok])
+    lat_grid, lon_grid = _positions_on_grid(raw, d_raw, grid)
     try:
         return Profile(name=name, source=source, kind=kind, distance_m=grid, elevation_m=ele_grid,
                        grade_pct=grade_pct, time_s=time_s, speed_mps=speed, base_cadence_spm=base_cadence_spm,
                        recorded_cadence_spm=cadence, notes=tuple(notes), elevation_noise_m=noise_m,
-                       warnings=tuple(warnings))
+                       warnings=tuple(warnings), lat_deg=lat_grid, lon_deg=lon_grid)
     except ValueError as exc:  # the contract's own checks: report them like any other input problem
         raise ProfileError(f"{display}: {exc}") from None

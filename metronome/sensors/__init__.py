@@ -3,12 +3,13 @@
 Modules, one job each (transport apart from meaning, like klick's osc_interface/osc_handler):
 :mod:`.protocol` (what a message means), :mod:`.urls` (``--sensor`` URLs), :mod:`.sources` (UDP and stream
 transport), :mod:`.replay` (recorded files as a feed), :mod:`.ble_protocol` / :mod:`.ble` (BLE meaning /
-transport), :mod:`.ratelimit`, :mod:`.counters`, :mod:`.filter` (grade -> target cadence), :mod:`.core`
+transport), :mod:`.position` (position fixes, gpsd TPV meaning) / :mod:`.gpsd` (gpsd transport),
+:mod:`.http_protocol` / :mod:`.http` (phone-app HTTP push: meaning / transport), :mod:`.ratelimit`, :mod:`.counters`, :mod:`.filter` (grade -> target cadence), :mod:`.core`
 (everything between a source and the control slot, no threads or I/O) and :mod:`.feed` (the thread).
 
 Pipeline (one background thread per feed, nothing shared with the audio thread but one float64 slot)::
 
-    source (UDP | stdin | replay | BLE FTMS | BLE RSC)
+    source (UDP | stdin | replay | BLE FTMS | BLE RSC | gpsd | HTTP push)
       -> token bucket (flood control, before any parsing)
       -> parse_message (JSON -> Reading | Reject; pure, never raises)
       -> reorder check (sender timestamps must not go backwards)
@@ -45,6 +46,7 @@ from .ratelimit import TokenBucket
 from .replay import ReplaySource, load_replay
 from .sources import StreamSource, UdpSource
 from .urls import SENSOR_KINDS, SensorSpec, parse_sensor_url
+from .position import Fix, fix_from_reading, make_fix, parse_tpv
 
 __all__ = [
     "FeedCore", "FeedState", "S_ACCEPTED", "S_CLOCK_RESETS", "S_N", "S_RATE_LIMITED", "S_RECEIVED", "S_REJECT_BASE",
@@ -52,5 +54,6 @@ __all__ = [
     "Fallback", "FilterParams", "GradeFilter", "DEFAULT_HOST", "DEFAULT_PORT", "MAX_CADENCE_SPM", "MAX_DISTANCE_M",
     "MAX_ELEVATION_M", "MAX_GRADE_PCT", "MAX_MESSAGE_BYTES", "MAX_SPEED_MPS", "MIN_ELEVATION_M", "Reading", "Reject",
     "RejectReason", "make_reading", "parse_message", "TokenBucket", "ReplaySource", "load_replay", "StreamSource",
-    "UdpSource", "SENSOR_KINDS", "SensorSpec", "parse_sensor_url",
+    "UdpSource", "SENSOR_KINDS", "SensorSpec", "parse_sensor_url", "Fix", "fix_from_reading", "make_fix",
+    "parse_tpv",
 ]

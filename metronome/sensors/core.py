@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from .counters import S_ACCEPTED, S_CLOCK_RESETS, S_RATE_LIMITED, S_RECEIVED, S_REJECT_BASE, S_REORDERED, SensorStats
 from .filter import Fallback, FilterParams, GradeFilter
+from .position import Fix, fix_from_reading
 from .protocol import Reading, Reject, parse_message
 from .ratelimit import TokenBucket
 from ..tempo import TempoSettings
@@ -65,13 +66,19 @@ class FeedCore:
     """Rate limit + parse + reorder + filter + counters, on an injected clock.  No threads, no I/O.
 
     ``handle(item, now_s)`` accepts raw bytes (parsed here), or a :class:`Reading`/:class:`Reject` already
-    decoded by a BLE source.  A sender timestamp older than the last accepted one is dropped as reordered,
+    decoded by a BLE source, or a :class:`~.position.Fix` from a position source (gpsd, HTTP push).  A fix
+    reaches the grade filter as a grade-less reading (speed, elevation); every accepted position (a Fix, or a
+    Reading with ``lat``/``lon``, as a Fix) and every distance-only reading (a treadmill's Total Distance) is also
+    handed to ``on_position(item, now_s)`` if given: that is where a course follower plugs in.  A sender timestamp older than the last accepted one is dropped as reordered,
     unless it is older by more than ``reorder_reset_s``: that is a sender restart (its clock started again), and
     refusing it would silence the feed for good.
     """
 
     def __init__(self, settings: TempoSettings, fallback: Fallback | None = None, *, rate_hz: float = 50.0,
-                 burst: float = 50.0, params: FilterParams = FilterParams(), reorder_reset_s: float = 10.0):
+                 burst: float = 50.0, params: FilterParams = FilterParams(), reorder_reset_s: float = 10.0,
+                 on_position=None):
+        self.on_position = on_position
+        self.last_fix: Fix | None = None
         self.stats = SensorStats()
         self.bucket = TokenBucket(rate_hz, burst)
         self.filter = GradeFilter(settings, fallback, params)
@@ -90,7 +97,8 @@ class FeedCore:
         if not self.bucket.take(now_s):
             c[S_RATE_LIMITED] += 1
             return None
-        r = item if isinstance(item, (Reading, Reject)) else parse_message(item)
+        fix = item if isinstance(item, Fix) else None
+        r = item if isinstance(item, (Reading, Reject, Fix)) else parse_message(item)
         if isinstance(r, Reject):
             c[S_REJECT_BASE + int(r.reason)] += 1
             self.last_reject = r
@@ -103,7 +111,16 @@ class FeedCore:
                 c[S_CLOCK_RESETS] += 1
             self.last_t_s = r.t_s
         c[S_ACCEPTED] += 1
-        self.filter.push(r, now_s)
+        if fix is None and isinstance(r, Reading) and r.has_position:
+            fix = fix_from_reading(r)
+        self.filter.push(r.as_reading() if isinstance(r, Fix) else r, now_s)
+        if fix is not None:
+            self.last_fix = fix
+        if self.on_position is not None:
+            if fix is not None:
+                self.on_position(fix, now_s)
+            elif r.distance_m is not None:
+                self.on_position(r, now_s)
         return r
 
     def target_bpm(self, now_s: float) -> float:

@@ -27,6 +27,12 @@ def make_source(spec: SensorSpec, clock: Callable[[], float] = time.monotonic, *
         return StreamSource(stdin)
     if spec.kind == "replay":
         return ReplaySource(spec.path, spec.speed, clock)
+    if spec.kind == "gpsd":
+        from .gpsd import GpsdSource
+        return GpsdSource(spec.host, spec.port)
+    if spec.kind == "http":
+        from .http import HttpPushSource
+        return HttpPushSource(spec.host, spec.port, listen_any=spec.listen_any, clock=clock)
     if spec.kind == "ftms":
         from .ble import FtmsSource
         return FtmsSource(spec.address)
@@ -60,6 +66,9 @@ class SensorFeed:
         Override the source (tests); default :func:`make_source`.
     poll_s : float
         Longest wait in the source per loop: bounds the latency of ``stop()`` and of dropout detection.
+    on_position : callable ``(item, now_s)``, optional
+        Called in the sensor thread with every accepted position (:class:`~.position.Fix`) and distance-only
+        :class:`Reading` (see :class:`FeedCore`), e.g. ``CourseFollower.push``.
 
     ``start()`` opens the source in the caller's thread, so a bad bind/port raises :class:`SensorError` there,
     and writes an initial target before returning.  ``stop()`` joins within ~``poll_s``.
@@ -67,7 +76,8 @@ class SensorFeed:
 
     def __init__(self, spec, ctl: np.ndarray, settings: TempoSettings, fallback: Fallback | None = None,
                  clock: Callable[[], float] = time.monotonic, *, source=None, rate_hz: float = 50.0,
-                 burst: float = 50.0, params: FilterParams = FilterParams(), poll_s: float = 0.05):
+                 burst: float = 50.0, params: FilterParams = FilterParams(), poll_s: float = 0.05,
+                 on_position=None):
         if isinstance(spec, str):
             spec = parse_sensor_url(spec)
         if not (isinstance(ctl, np.ndarray) and ctl.dtype == np.float64 and ctl.ndim == 1 and ctl.size >= K.CT_N):
@@ -76,7 +86,7 @@ class SensorFeed:
         self.ctl = ctl
         self.clock = clock
         self.poll_s = float(poll_s)
-        self.core = FeedCore(settings, fallback, rate_hz=rate_hz, burst=burst, params=params)
+        self.core = FeedCore(settings, fallback, rate_hz=rate_hz, burst=burst, params=params, on_position=on_position)
         self.source = source if source is not None else make_source(spec, clock)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -100,8 +110,8 @@ class SensorFeed:
 
     @property
     def address(self):
-        """``(host, port)`` actually bound for UDP (useful with port 0), else None."""
-        return getattr(self.source, "address", None) if self.spec.kind == "udp" else None
+        """``(host, port)`` actually bound for UDP and HTTP (useful with port 0), else None."""
+        return getattr(self.source, "address", None) if self.spec.kind in ("udp", "http") else None
 
     def state(self) -> FeedState:
         """Latest snapshot, with ``since_last_good_s`` recomputed for *now*."""

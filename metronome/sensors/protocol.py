@@ -22,6 +22,11 @@ MAX_CADENCE_SPM = 300.0
 MIN_ELEVATION_M = -1000.0  # Dead Sea shore is -430 m
 MAX_ELEVATION_M = 10000.0  # Everest is 8849 m
 MAX_DISTANCE_M = 1.0e7  # 10 000 km
+MAX_LAT_DEG = 90.0  # WGS84 latitude / longitude ranges
+MAX_LON_DEG = 180.0
+#: A horizontal accuracy worse than this is no position on a course at all (a cell-tower fix is ~1-3 km); the
+#: follower would refuse it anyway, the protocol refuses it first.
+MAX_ACCURACY_M = 10000.0
 
 
 class RejectReason(enum.IntEnum):
@@ -40,6 +45,9 @@ class RejectReason(enum.IntEnum):
     DISTANCE_RANGE = 10
     ELEVATION_RANGE = 11
     DEVICE = 12  # BLE notification that does not decode (truncated, garbage)
+    POSITION_RANGE = 13  # lat outside -90..90, lon outside -180..180, only one of them, or a bad accuracy
+    NO_FIX = 14  # a position report that says it has no fix (gpsd TPV mode < 2)
+    BAD_BODY = 15  # an HTTP push body (or query) that is not a position batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +72,13 @@ class Reading:
     cadence_spm: float | None = None
     distance_m: float | None = None
     elevation_m: float | None = None
+    lat_deg: float | None = None
+    lon_deg: float | None = None
+    accuracy_m: float | None = None
+
+    @property
+    def has_position(self) -> bool:
+        return self.lat_deg is not None and self.lon_deg is not None
 
 
 def _number(value):
@@ -80,15 +95,17 @@ def _number(value):
 
 
 def make_reading(*, grade_pct, t_s=None, speed_mps=None, cadence_spm=None, distance_m=None,
-                 elevation_m=None) -> Reading | Reject:
+                 elevation_m=None, lat_deg=None, lon_deg=None, accuracy_m=None) -> Reading | Reject:
     """Validate field values (JSON-decoded or from a BLE decoder) into a :class:`Reading` or a :class:`Reject`.
 
     ``None`` means absent.  Ranges: ``|grade| <= 45 %``, speed ``0..15 m/s``, cadence ``0..300 /min``,
-    distance ``0..1e7 m``, elevation ``-1000..10000 m``; every number finite and not a bool.
+    distance ``0..1e7 m``, elevation ``-1000..10000 m``, ``lat`` -90..90 and ``lon`` -180..180 degrees (both or
+    neither), accuracy ``0..10000 m``; every number finite and not a bool.
     """
     out = {}
     for name, value in (("grade_pct", grade_pct), ("t", t_s), ("speed_mps", speed_mps),
-                        ("cadence_spm", cadence_spm), ("distance_m", distance_m), ("elevation_m", elevation_m)):
+                        ("cadence_spm", cadence_spm), ("distance_m", distance_m), ("elevation_m", elevation_m),
+                        ("lat", lat_deg), ("lon", lon_deg), ("accuracy_m", accuracy_m)):
         if value is None:
             out[name] = None
             continue
@@ -112,7 +129,18 @@ def make_reading(*, grade_pct, t_s=None, speed_mps=None, cadence_spm=None, dista
     if e is not None and not (MIN_ELEVATION_M <= e <= MAX_ELEVATION_M):
         return Reject(RejectReason.ELEVATION_RANGE,
                       f"elevation_m: {e!r} is outside {MIN_ELEVATION_M:g}..{MAX_ELEVATION_M:g} m")
-    return Reading(grade_pct=g, t_s=out["t"], speed_mps=v, cadence_spm=c, distance_m=d, elevation_m=e)
+    lat, lon, acc = out["lat"], out["lon"], out["accuracy_m"]
+    if (lat is None) != (lon is None):
+        have, miss = ("lat", "lon") if lon is None else ("lon", "lat")
+        return Reject(RejectReason.POSITION_RANGE, f"{have} given without {miss}")
+    if lat is not None and not (-MAX_LAT_DEG <= lat <= MAX_LAT_DEG):
+        return Reject(RejectReason.POSITION_RANGE, f"lat: {lat!r} is outside -90..90 degrees")
+    if lon is not None and not (-MAX_LON_DEG <= lon <= MAX_LON_DEG):
+        return Reject(RejectReason.POSITION_RANGE, f"lon: {lon!r} is outside -180..180 degrees")
+    if acc is not None and not (0.0 <= acc <= MAX_ACCURACY_M):
+        return Reject(RejectReason.POSITION_RANGE, f"accuracy_m: {acc!r} is outside 0..{MAX_ACCURACY_M:g} m")
+    return Reading(grade_pct=g, t_s=out["t"], speed_mps=v, cadence_spm=c, distance_m=d, elevation_m=e,
+                   lat_deg=lat, lon_deg=lon, accuracy_m=acc)
 
 
 class _NonFinite(ValueError):
@@ -127,8 +155,10 @@ def _refuse_constant(name):
 def parse_message(data: bytes) -> Reading | Reject:
     """Parse one datagram/line of the sensor protocol.  Pure; never raises, whatever ``data`` holds.
 
-    ``{"t"?: s, "grade_pct": float, "speed_mps"?, "cadence_spm"?, "distance_m"?, "elevation_m"?}``; unknown keys
-    are ignored and ``null`` means absent.  See :class:`RejectReason` for everything that is refused.
+    ``{"t"?: s, "grade_pct": float, "speed_mps"?, "cadence_spm"?, "distance_m"?, "elevation_m"?, "lat"?, "lon"?,
+    "accuracy_m"?}``; unknown keys are ignored and ``null`` means absent.  ``grade_pct`` may be left out only by a
+    message that carries a position (``lat`` and ``lon``: a phone knows where it is, not the slope).  See
+    :class:`RejectReason` for everything that is refused.
     """
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogatepass")
@@ -150,8 +180,9 @@ def parse_message(data: bytes) -> Reading | Reject:
         return Reject(RejectReason.NOT_JSON, str(exc).splitlines()[0][:80] if str(exc) else "not JSON")
     if not isinstance(obj, dict):
         return Reject(RejectReason.NOT_OBJECT, f"top level is a JSON {type(obj).__name__}, not an object")
-    if obj.get("grade_pct") is None:
+    if obj.get("grade_pct") is None and (obj.get("lat") is None or obj.get("lon") is None):
         return Reject(RejectReason.MISSING_GRADE, "grade_pct is missing")
-    return make_reading(grade_pct=obj["grade_pct"], t_s=obj.get("t"), speed_mps=obj.get("speed_mps"),
+    return make_reading(grade_pct=obj.get("grade_pct"), t_s=obj.get("t"), speed_mps=obj.get("speed_mps"),
                         cadence_spm=obj.get("cadence_spm"), distance_m=obj.get("distance_m"),
-                        elevation_m=obj.get("elevation_m"))
+                        elevation_m=obj.get("elevation_m"), lat_deg=obj.get("lat"), lon_deg=obj.get("lon"),
+                        accuracy_m=obj.get("accuracy_m"))

@@ -15,8 +15,14 @@ from .protocol import DEFAULT_HOST, DEFAULT_PORT
 # --------------------------------------------------------------------------------------------------------------
 # URLs
 # --------------------------------------------------------------------------------------------------------------
-SENSOR_KINDS = ("udp", "stdin", "replay", "ftms", "rsc")
-_URL_HELP = "expected udp://HOST:PORT, -, replay:FILE[@SPEEDx], ftms:BLE_ADDR or rsc:BLE_ADDR"
+SENSOR_KINDS = ("udp", "stdin", "replay", "ftms", "rsc", "gpsd", "http")
+_URL_HELP = ("expected udp://HOST:PORT, -, replay:FILE[@SPEEDx], ftms:BLE_ADDR, rsc:BLE_ADDR, gpsd://HOST:PORT "
+             "or http://HOST:PORT")
+GPSD_DEFAULT_PORT = 2947  # IANA-registered gpsd port (gpsd(8))
+#: Default port of the HTTP push listener (the UDP protocol's port + 1, so one firewall note covers both).
+HTTP_DEFAULT_PORT = DEFAULT_PORT + 1
+_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                          r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 _MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 _UUID_RE = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")  # macOS
 _SPEED_RE = re.compile(r"^(?P<path>.+)@(?P<speed>[^@/\\]*[xX]|[0-9.eE+-]+)$")
@@ -34,7 +40,7 @@ class SensorSpec:
     url : str
         The URL as given (for messages).
     host, port : str, int
-        UDP bind address (``port`` 0 = ephemeral, for tests).
+        UDP / HTTP bind address (``port`` 0 = ephemeral, for tests), or the gpsd server to connect to.
     listen_any : bool
         A non-loopback bind was explicitly allowed.
     path, speed : Path, float
@@ -68,7 +74,8 @@ def parse_sensor_url(url: str, *, listen_any: bool = False) -> SensorSpec:
 
     ``udp://HOST:PORT`` (defaults 127.0.0.1:47800; a non-loopback HOST needs ``listen_any=True``), ``-`` (stdin
     lines), ``replay:FILE[@SPEEDx]`` (the file must exist; SPEED in (0, 1000]), ``ftms:ADDR``,
-    ``rsc:ADDR[?cadence=steps|strides]``.
+    ``rsc:ADDR[?cadence=steps|strides]``, ``gpsd://HOST:PORT`` (defaults 127.0.0.1:2947; a client, so any host),
+    ``http://HOST:PORT`` (push listener, defaults 127.0.0.1:47801; loopback unless ``listen_any=True``).
     """
     if not isinstance(url, str) or not url.strip():
         raise SensorError(f"--sensor: {url!r} is empty; {_URL_HELP}")
@@ -81,6 +88,20 @@ def parse_sensor_url(url: str, *, listen_any: bool = False) -> SensorSpec:
         raise SensorError(f"--sensor {url!r}: no scheme; {_URL_HELP}")
     if scheme == "udp":
         return _parse_udp(url, listen_any)
+    if scheme == "gpsd":
+        host, port = _host_port(url, "gpsd", GPSD_DEFAULT_PORT)
+        if not (_is_ip(host) or _HOSTNAME_RE.match(host)):
+            raise SensorError(f"--sensor {url!r}: host {host!r} is not an IP address or host name")
+        if port == 0:
+            raise SensorError(f"--sensor {url!r}: port 0 is not a gpsd port (gpsd listens on {GPSD_DEFAULT_PORT})")
+        return SensorSpec(kind="gpsd", url=url, host=host, port=port)
+    if scheme == "http":
+        host, port = _host_port(url, "http", HTTP_DEFAULT_PORT)
+        _check_listen_host(url, host, listen_any)
+        return SensorSpec(kind="http", url=url, host=host, port=port, listen_any=listen_any)
+    if scheme == "https":
+        raise SensorError(f"--sensor {url!r}: https is not supported; the listener is plain http on loopback "
+                          "(put a TLS proxy in front for anything else)")
     if scheme == "replay":
         return _parse_replay(url, rest)
     if scheme in ("ftms", "rsc"):
@@ -104,12 +125,21 @@ def parse_sensor_url(url: str, *, listen_any: bool = False) -> SensorSpec:
     raise SensorError(f"--sensor {url!r}: unknown scheme {scheme!r}; {_URL_HELP}")
 
 
-def _parse_udp(url: str, listen_any: bool) -> SensorSpec:
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def _host_port(url: str, scheme: str, default_port: int) -> tuple[str, int]:
+    """``SCHEME://HOST:PORT`` -> (host, port); 'localhost' becomes 127.0.0.1.  One-line errors naming the value."""
     parts = urlsplit(url)
-    if not url.lower().startswith("udp://"):
-        raise SensorError(f"--sensor {url!r}: write udp://HOST:PORT")
+    if not url.lower().startswith(f"{scheme}://"):
+        raise SensorError(f"--sensor {url!r}: write {scheme}://HOST:PORT")
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
-        raise SensorError(f"--sensor {url!r}: udp URLs take only HOST:PORT")
+        raise SensorError(f"--sensor {url!r}: {scheme} URLs take only HOST:PORT")
     try:
         port = parts.port
     except ValueError:
@@ -118,18 +148,24 @@ def _parse_udp(url: str, listen_any: bool) -> SensorSpec:
     if port is None:
         if parts.netloc.endswith(":"):
             raise SensorError(f"--sensor {url!r}: port '' is not an integer in 0..65535")
-        port = DEFAULT_PORT
+        port = default_port
     host = parts.hostname or DEFAULT_HOST
     if host.lower() == "localhost":
         host = DEFAULT_HOST
+    return host, int(port)
+
+
+def _check_listen_host(url: str, host: str, listen_any: bool) -> None:
     if not _is_loopback(host) and not listen_any:
         raise SensorError(f"--sensor {url!r}: refusing to listen on {host!r}, which is not a loopback address; "
                           "other interfaces need the explicit listen-any flag")
-    if not _is_loopback(host):
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            raise SensorError(f"--sensor {url!r}: host {host!r} is not an IP address") from None
+    if not _is_loopback(host) and not _is_ip(host):
+        raise SensorError(f"--sensor {url!r}: host {host!r} is not an IP address")
+
+
+def _parse_udp(url: str, listen_any: bool) -> SensorSpec:
+    host, port = _host_port(url, "udp", DEFAULT_PORT)
+    _check_listen_host(url, host, listen_any)
     return SensorSpec(kind="udp", url=url, host=host, port=int(port), listen_any=listen_any)
 
 
