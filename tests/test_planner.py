@@ -412,10 +412,8 @@ def test_no_descent_no_voice_and_safety_liveness():
 # Bundled and real-world profiles
 # ----------------------------------------------------------------------------------------------------------------
 def _load_profile():
-    try:
-        from profiles import load_profile
-    except ImportError as exc:  # pragma: no cover - only while profiles/ is being written
-        pytest.skip(f"profiles.load_profile is not available yet ({exc})")
+    from profiles import load_profile
+
     return load_profile
 
 

@@ -406,21 +406,10 @@ def test_replay_csv_end_to_end_through_the_feed(tmp_path):
         assert stop_quickly(feed) < 1.0
 
 
-def _load_profile_or_skip():
-    try:
-        import profiles
-    except ImportError:
-        pytest.skip("profiles package not importable")
-    if not hasattr(profiles, "load_profile"):
-        pytest.skip("profiles.load_profile is not written yet (another engineer owns profiles/)")
-    return profiles.load_profile
-
-
 def test_replay_of_a_gpx_course():
-    load_profile = _load_profile_or_skip()
+    from profiles import load_profile
+
     gpx = REPO / "profiles" / "bundled" / "mojstrovka.gpx"
-    if not gpx.exists():
-        pytest.skip(f"{gpx} is not in the tree")
     prof = load_profile(str(gpx))
     sched = load_replay(gpx, speed=30.0)
     readings = [parse_message(m) for _, m in sched]
@@ -434,10 +423,7 @@ def test_replay_of_a_gpx_course():
 
 
 def test_replay_of_a_gpx_through_parse_sensor_url():
-    _load_profile_or_skip()
     gpx = REPO / "profiles" / "bundled" / "mojstrovka.gpx"
-    if not gpx.exists():
-        pytest.skip(f"{gpx} is not in the tree")
     spec = parse_sensor_url(f"replay:{gpx}@1000x")
     ctl = new_ctl()
     feed = SensorFeed(spec, ctl, TS)

@@ -58,3 +58,27 @@ def test_cli_uses_runner_flag_and_default_location(tmp_path):
     _runner(tmp_path / "cfg" / "downbeat", "runner.yaml")
     default = _show(env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "cfg")})
     assert default["duration_s"] == pytest.approx(flagged["duration_s"])
+
+
+def test_profile_show_png_builds_the_tempo_map_once(tmp_path, monkeypatch):
+    """One session plan serves the summary, the cue timeline and the plot (issue 13: it was built three times)."""
+    from click.testing import CliRunner
+
+    import metronome.cli.plot as plot
+    import metronome.session as session
+    import metronome.tempo as tempo
+    from metronome.cli.profile import profile
+
+    calls = []
+    real = tempo.tempo_map_from_profile
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    for module in (tempo, session, plot):
+        monkeypatch.setattr(module, "tempo_map_from_profile", counting)
+    r = CliRunner().invoke(profile, ["show", "demo-descent", "--png", str(tmp_path / "p.png"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "p.png").stat().st_size > 10000
+    assert len(calls) == 1

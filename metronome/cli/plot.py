@@ -21,14 +21,14 @@ from profiles.schema import Profile
 PLOT_SAMPLERATE = 48000  # only to build the tempo map; any valid rate gives the same tempo curve
 
 
-def cadence_curves(profile: Profile, settings: TempoSettings, samplerate: int = PLOT_SAMPLERATE):
+def cadence_curves(profile: Profile, settings: TempoSettings, samplerate: int = PLOT_SAMPLERATE, tempo_map=None):
     """``(instant_target_spm, metronome_spm)`` at each profile point.
 
     ``instant_target_spm`` is the model's target for the local grade; ``metronome_spm`` is what the metronome
-    plays (plateaus with hysteresis and ramps, from :func:`metronome.tempo.tempo_map_from_profile`).
+    plays (plateaus with hysteresis and ramps): ``tempo_map``, the session plan's, or one built from the profile.
     """
-    tmap = tempo_map_from_profile(profile, settings, samplerate)
-    return target_cadence(profile.grade_pct, settings), tmap.bpm_at(profile.time_s * samplerate)
+    tmap = tempo_map if tempo_map is not None else tempo_map_from_profile(profile, settings, samplerate)
+    return target_cadence(profile.grade_pct, settings), tmap.bpm_at(profile.time_s * tmap.samplerate)
 
 
 def _interp_extrap(v, xp, fp):
@@ -115,7 +115,7 @@ def spread_in_row(xs_px, widths_px, axis_width_px: float, gap_px: float) -> np.n
     return q + offset
 
 
-def render_figure(profile: Profile, settings: TempoSettings, cue_markers=None):
+def render_figure(profile: Profile, settings: TempoSettings, cue_markers=None, tempo_map=None):
     """Build the figure (a :class:`matplotlib.figure.Figure`, not shown, not saved).
 
     Panels: elevation (time on the top axis), grade, cadence (the model's target and what the metronome plays)
@@ -128,20 +128,24 @@ def render_figure(profile: Profile, settings: TempoSettings, cue_markers=None):
     ----------
     cue_markers : list of (time_s, label), optional
         Spoken cues to mark (e.g. from :func:`metronome.cli.profile.cue_timeline`).
+    tempo_map : TempoMap, optional
+        What the metronome plays (the session plan's); built from the profile when not given.
     """
-    fig = _figure(profile, settings, cue_markers, numbered=False)
+    if tempo_map is None:
+        tempo_map = tempo_map_from_profile(profile, settings, PLOT_SAMPLERATE)
+    fig = _figure(profile, settings, cue_markers, tempo_map, numbered=False)
     if getattr(fig, "_downbeat_labels_fit", True):
         return fig
-    return _figure(profile, settings, cue_markers, numbered=True)
+    return _figure(profile, settings, cue_markers, tempo_map, numbered=True)
 
 
-def _figure(profile: Profile, settings: TempoSettings, cue_markers, numbered: bool):
+def _figure(profile: Profile, settings: TempoSettings, cue_markers, tempo_map, numbered: bool):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    instant, played = cadence_curves(profile, settings)
+    instant, played = cadence_curves(profile, settings, tempo_map=tempo_map)
     by_time = profile.kind == "workout"
     if by_time:
         x = profile.time_s / 60.0
@@ -394,7 +398,7 @@ def _numbered_lane(fig, gs, ratios, ax_q, x, xm, markers) -> None:
         gs.set_width_ratios([1.0, ratio])
 
 
-def write_png(profile: Profile, settings: TempoSettings, path, cue_markers=None) -> Path:
+def write_png(profile: Profile, settings: TempoSettings, path, cue_markers=None, tempo_map=None) -> Path:
     """Plot ``profile`` to a PNG at ``path`` atomically; return the path.
 
     Parameters
@@ -410,7 +414,7 @@ def write_png(profile: Profile, settings: TempoSettings, path, cue_markers=None)
         raise InputError(f"--png: folder {str(folder)!r} does not exist")
     if dest.is_dir():
         raise InputError(f"--png: {str(path)!r} is a directory")
-    fig = render_figure(profile, settings, cue_markers)
+    fig = render_figure(profile, settings, cue_markers, tempo_map)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=folder)
     except OSError as exc:

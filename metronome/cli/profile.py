@@ -29,11 +29,11 @@ def _signed_m(x: float) -> str:
     return f"{x:+.0f} m" if round(x) != 0 else "0 m"
 
 
-def summarize(profile: Profile, settings: TempoSettings) -> dict:
-    """Numbers of the terminal summary (also handy for tests and scripts)."""
+def summarize(profile: Profile, settings: TempoSettings, tempo_map=None) -> dict:
+    """Numbers of the terminal summary (also handy for tests and scripts); ``tempo_map``: the session plan's."""
     from .plot import cadence_curves
 
-    instant, played = cadence_curves(profile, settings)
+    instant, played = cadence_curves(profile, settings, tempo_map=tempo_map)
     return {
         "name": profile.name,
         "source": profile.source,
@@ -75,7 +75,7 @@ def profile():
 
 
 def cue_timeline(profile: Profile, settings: TempoSettings, *, voice_pack=None,
-                 samplerate: int = 48000) -> tuple[list[dict], list[str]]:
+                 samplerate: int = 48000, plan=None) -> tuple[list[dict], list[str]]:
     """The cues a session of ``profile`` would speak, as rows for the summary and the plot.
 
     The plan is the one ``render``/``play`` use (:func:`metronome.session.plan_session`), so what the summary lists
@@ -91,7 +91,10 @@ def cue_timeline(profile: Profile, settings: TempoSettings, *, voice_pack=None,
     from metronome.mix import EngineSettings
     from metronome.session import plan_session
 
-    plan = plan_session(profile, settings, EngineSettings(samplerate=samplerate), cues=True, voice_pack=voice_pack)
+    if plan is None:
+        plan = plan_session(profile, settings, EngineSettings(samplerate=samplerate), cues=True,
+                            voice_pack=voice_pack)
+    samplerate = plan.engine_settings.samplerate
     rows = []
     for c in plan.planned_cues:
         t_s = c.start_sample / samplerate
@@ -139,8 +142,13 @@ def show(profile_spec, png, base_cadence, flat_pace, runner, no_cues, voice_pack
     if base_cadence is not None and not np.isfinite(base_cadence):
         raise InputError(f"--base-cadence: {base_cadence!r} is not a number")
     settings = tempo_settings_for(prof, base_cadence)
-    summary = summarize(prof, settings)
-    cues, warnings = ([], list(prof.warnings)) if no_cues else cue_timeline(prof, settings, voice_pack=voice_pack)
+    # One plan, the one render and play would use: its tempo map feeds the summary, the cue rows and the plot.
+    from metronome.mix import EngineSettings
+    from metronome.session import plan_session
+
+    plan = plan_session(prof, settings, EngineSettings(), cues=not no_cues, voice_pack=voice_pack)
+    summary = summarize(prof, settings, plan.tempo_map)
+    cues, warnings = ([], list(plan.warnings)) if no_cues else cue_timeline(prof, settings, plan=plan)
     for w in warnings:
         click.echo(f"downbeat: warning: {w}", err=True)
     out = None
@@ -148,7 +156,7 @@ def show(profile_spec, png, base_cadence, flat_pace, runner, no_cues, voice_pack
         from .plot import write_png
 
         markers = [(c["time_s"], c["text"]) for c in cues]
-        out = write_png(prof, settings, png, cue_markers=markers)
+        out = write_png(prof, settings, png, cue_markers=markers, tempo_map=plan.tempo_map)
     if as_json:
         click.echo(json.dumps({**summary, "cues": None if no_cues else cues,
                                "png": str(out) if out is not None else None}))
