@@ -32,12 +32,13 @@ import numpy as np
 
 from metronome import safeyaml
 from metronome.errors import ProfileError
+from metronome.limits import MAX_GRADE_PCT
 
 from . import grade as G
 from . import pace
 from .schema import Profile, Tag
 
-MAX_ABS_GRADE_PCT = 45.0
+MAX_ABS_GRADE_PCT = MAX_GRADE_PCT
 SEGMENT_DISTANCE_RANGE_M = (1.0, 200_000.0)
 SEGMENT_DURATION_RANGE_S = (1.0, 6 * 3600.0)
 SPEED_RANGE_KMH = (0.5, 30.0)   # treadmill belts: walking .. the fastest treadmills

@@ -36,8 +36,8 @@ ELEVATION_SMOOTHING_M = 30.0
 #: neighbours' median by more than this slope (plus a small allowance) is a spike.
 MAX_PLAUSIBLE_GRADE = 0.6
 SPIKE_ALLOWANCE_M = 4.0
-#: Grades are clipped to the range every consumer accepts (sensor protocol and YAML: |grade| <= 45 %).
-MAX_GRADE_PCT = 45.0
+#: Grades are clipped to the range every consumer accepts (metronome.limits).
+from metronome.limits import MAX_GRADE_PCT  # noqa: E402
 
 
 def _pad_odd(x: np.ndarray, k: int) -> np.ndarray:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from metronome.errors import InputError
+from metronome.limits import MAX_GRADE_PCT
 
 #: Polynomial coefficients of the GAP fit F(g), highest power first (for :func:`numpy.polyval`), g in percent.
 GAP_COEFFS = (-5.2944e-7, -3.9896e-6, 2.05357e-3, 3.265674e-2, 1.0)
@@ -49,7 +50,7 @@ MINETTI_RUN_COEFFS = (155.4, -30.4, -43.3, 46.3, 19.5, 3.6)
 #: Tobler 1993: W = 6 exp(-3.5 |s + 0.05|) km/h; these are its 3.5 and 0.05.
 TOBLER_K, TOBLER_OFFSET = 3.5, 0.05
 #: Grades beyond +-45 % are outside every figure above (and outside what the profiles accept).
-MODEL_GRADE_RANGE_PCT = (-45.0, 45.0)
+MODEL_GRADE_RANGE_PCT = (-MAX_GRADE_PCT, MAX_GRADE_PCT)
 DEFAULT_FLAT_PACE_S_PER_KM = 330.0
 #: Plausible flat paces: 2:00 min/km (faster than any world record) .. 20:00 min/km (slow walk).
 FLAT_PACE_RANGE_S_PER_KM = (120.0, 1200.0)

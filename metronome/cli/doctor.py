@@ -53,7 +53,7 @@ RENDER_PACKAGES = (
     ("matplotlib", "matplotlib>=3.7"),
 )
 
-from metronome.checks import STATUSES, Check, apt as _apt, child_env as _child_env, sudo as _sudo  # noqa: F401
+from metronome.checks import STATUSES, Check, apt as _apt, child_env as _child_env, sudo as _sudo  # noqa: E402,F401
 
 
 def _run_probe(kind: str, timeout_s: float) -> dict:

@@ -38,6 +38,7 @@ import yaml
 
 from metronome import safeyaml
 from metronome.errors import InputError
+from ..limits import MAX_GRADE_PCT
 from profiles import pace
 from profiles.course import BASE_CADENCE_RANGE_SPM
 
@@ -171,7 +172,7 @@ def _curve(display, doc, key, value_key, lo, hi) -> tuple:
                 not {"grade_pct", value_key} <= set(item):
             raise RunnerError(f"{display}: {where}: {safeyaml.short(item)} is not a mapping with grade_pct and "
                               f"{value_key}")
-        g = _num(display, f"{where}.grade_pct", item["grade_pct"], -45.0, 45.0)
+        g = _num(display, f"{where}.grade_pct", item["grade_pct"], -MAX_GRADE_PCT, MAX_GRADE_PCT)
         v = _num(display, f"{where}.{value_key}", item[value_key], lo, hi)
         d = _num(display, f"{where}.distance_m", item.get("distance_m", 0.0), 0.0, 1e7)
         out.append((g, v, d))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 47800
 MAX_MESSAGE_BYTES = 1024
-MAX_GRADE_PCT = 45.0
+from ..limits import MAX_GRADE_PCT  # noqa: E402  (one limit for every input)
 MAX_SPEED_MPS = 15.0  # ~2:30 min/km sprint is well under this; more is a unit error (km/h sent as m/s)
 MAX_CADENCE_SPM = 300.0
 MIN_ELEVATION_M = -1000.0  # Dead Sea shore is -430 m
