@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from metronome.errors import InputError
 
+from metronome.levels import SchmittTrigger
+
 from .library import CueEntry, CueLibrary
 from .terrain import TerrainRules
 from .planner import PlannerRules, _clip_lengths, _lengths_for, _matching, _rotated, clip_name, required_cooldown_s
@@ -45,32 +47,6 @@ class _Pending:
     seq: int
     priority: int
     fade: bool = True  # False: only the cue's own cooldown applies (core cues, quiet-stretch reminders)
-
-
-class _Schmitt:
-    """Streaming version of :func:`cues.terrain.hysteresis_runs` (enter/exit thresholds, each with a hold)."""
-
-    def __init__(self, enter_pct, exit_pct, enter_hold, exit_hold):
-        self.enter_pct, self.exit_pct = enter_pct, exit_pct
-        self.enter_hold, self.exit_hold = enter_hold, exit_hold
-        self.inside = False
-        self.since_sample = None  # where the current state's qualifying stretch began
-        self._cand = None  # (position, sample) where a stretch that may flip the state began
-
-    def feed(self, pos: float, sample: int, grade_pct: float):
-        """Advance; return ``"enter"``, ``"exit"`` or ``None``."""
-        flips = grade_pct > self.exit_pct if self.inside else grade_pct <= self.enter_pct
-        if not flips:
-            self._cand = None
-            return None
-        if self._cand is None:
-            self._cand = (pos, sample)
-        if pos - self._cand[0] >= (self.exit_hold if self.inside else self.enter_hold):
-            self.inside = not self.inside
-            self.since_sample = self._cand[1]
-            self._cand = None
-            return "enter" if self.inside else "exit"
-        return None
 
 
 class LivePlanner:
@@ -164,19 +140,19 @@ class LivePlanner:
             # Fixed at the first update so the hold unit does not flip when a speed reading drops out.
             self._use_distance = speed_mps is not None
             m = self._use_distance
-            self._descent = _Schmitt(tr.descent_enter_pct, tr.descent_exit_pct,
+            self._descent = SchmittTrigger(tr.descent_enter_pct, tr.descent_exit_pct,
                                      tr.descent_hold_m if m else tr.descent_hold_s,
                                      tr.descent_exit_hold_m if m else tr.descent_exit_hold_s)
-            self._steep = _Schmitt(tr.steep_enter_pct, tr.steep_exit_pct,
+            self._steep = SchmittTrigger(tr.steep_enter_pct, tr.steep_exit_pct,
                                    tr.steep_hold_m if m else tr.steep_hold_s,
                                    tr.steep_exit_hold_m if m else tr.steep_exit_hold_s)
         step = max(0.0, float(speed_mps or 0.0)) * dt_s if self._use_distance else dt_s
         self._pos += step
         r = self.rules
-        change = self._descent.feed(self._pos, sample, grade_pct)
-        steep_change = self._steep.feed(self._pos, sample, grade_pct)
+        change = self._descent.feed(grade_pct, self._pos, sample)
+        steep_change = self._steep.feed(grade_pct, self._pos, sample)
         if change == "enter":
-            self._descent_start_sample = self._descent.since_sample
+            self._descent_start_sample = self._descent.since
             self._next_reminder = self._descent_start_sample + int(round(r.reminder_after_s * self.samplerate))
             if self._core:
                 self._queue_core(sample, grade_pct)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from metronome.levels import SchmittTrigger
+
 #: Kinds of terrain event (a subset of the cue triggers).
 TERRAIN_KINDS = ("descent_start", "steep_descent", "long_descent", "technical", "descent_end", "incline_change")
 
@@ -85,29 +87,16 @@ def hysteresis_runs(position, grade_pct, enter_pct: float, exit_pct: float, ente
     """
     pos = np.asarray(position, dtype=np.float64)
     g = np.asarray(grade_pct, dtype=np.float64)
+    trigger = SchmittTrigger(enter_pct, exit_pct, enter_hold, exit_hold)  # the live planner's, over arrays
     runs = []
-    inside = False
-    cand = None  # start index of the stretch that may flip the state
     start = 0
     for i in range(pos.size):
-        if not inside:
-            if g[i] <= enter_pct:
-                if cand is None:
-                    cand = i
-                if pos[i] - pos[cand] >= enter_hold:
-                    inside, start, cand = True, cand, None
-            else:
-                cand = None
-        else:
-            if g[i] > exit_pct:
-                if cand is None:
-                    cand = i
-                if pos[i] - pos[cand] >= exit_hold:
-                    runs.append((start, cand))
-                    inside, cand = False, None
-            else:
-                cand = None
-    if inside:
+        flip = trigger.feed(float(g[i]), float(pos[i]), i)
+        if flip == "enter":
+            start = trigger.since
+        elif flip == "exit":
+            runs.append((start, trigger.since))
+    if trigger.inside:
         runs.append((start, pos.size - 1))
     return runs
 

@@ -96,3 +96,38 @@ def plateaus(position, values, hold: float, hysteresis: float, first_level: floa
         if tracker.push(float(values[i]), float(position[i])):
             out.append((float(tracker.change_position), tracker.level))
     return out
+
+
+class SchmittTrigger:
+    """Enter/exit thresholds, each with a dwell: "inside a descent" for the cue planner, fed one value at a time.
+
+    Outside, a stretch with ``value <= enter`` held for ``enter_hold`` (in the unit of ``position``) enters; inside,
+    a stretch with ``value > exit`` held for ``exit_hold`` exits.  Either takes effect where its stretch began:
+    :attr:`since` is the ``tag`` (an index, a sample) passed with the first value of that stretch.  The offline
+    planner runs it over a profile's arrays (:func:`cues.terrain.hysteresis_runs`), the live planner one reading at
+    a time, so both find the same descents.
+    """
+
+    __slots__ = ("enter", "exit", "enter_hold", "exit_hold", "inside", "since", "_cand")
+
+    def __init__(self, enter: float, exit: float, enter_hold: float, exit_hold: float):
+        self.enter, self.exit = float(enter), float(exit)
+        self.enter_hold, self.exit_hold = float(enter_hold), float(exit_hold)
+        self.inside = False
+        self.since = None  # tag where the current state's qualifying stretch began
+        self._cand = None  # (position, tag) where a stretch that may flip the state began
+
+    def feed(self, value: float, position: float, tag=None):
+        """Advance; return ``"enter"``, ``"exit"`` or ``None``."""
+        flips = value > self.exit if self.inside else value <= self.enter
+        if not flips:
+            self._cand = None
+            return None
+        if self._cand is None:
+            self._cand = (position, tag)
+        if position - self._cand[0] >= (self.exit_hold if self.inside else self.enter_hold):
+            self.inside = not self.inside
+            self.since = self._cand[1]
+            self._cand = None
+            return "enter" if self.inside else "exit"
+        return None

@@ -70,3 +70,23 @@ def test_live_filter_adopts_the_same_levels_as_the_render():
     batch = plateaus(time_s, g, ts.hold_s, ts.hysteresis_pct, float(g[0]))
     assert len(batch) > 5
     assert live_levels == [lv for _, lv in batch[1:]]
+
+
+def test_schmitt_trigger_batch_and_streaming_find_the_same_descents():
+    """cues.terrain.hysteresis_runs (render) and the live planner run the same SchmittTrigger."""
+    from cues.terrain import hysteresis_runs
+    from metronome.levels import SchmittTrigger
+
+    pos, g = _course(11, 2000, 1.5)
+    runs = hysteresis_runs(pos, g, -4.0, -2.0, 100.0, 50.0)
+    assert len(runs) >= 3
+    t = SchmittTrigger(-4.0, -2.0, 100.0, 50.0)
+    enters, exits = [], []
+    for i, (p, x) in enumerate(zip(pos, g)):
+        flip = t.feed(float(x), float(p), i)
+        if flip == "enter":
+            enters.append(t.since)
+        elif flip == "exit":
+            exits.append(t.since)
+    assert [a for a, _ in runs] == enters
+    assert [b for _, b in runs][:len(exits)] == exits
