@@ -8,6 +8,7 @@ yet, so there is nothing to clean up.
 
 import os
 import signal
+import sys
 
 
 def _interrupted_while_starting(signum, frame):
@@ -17,9 +18,19 @@ def _interrupted_while_starting(signum, frame):
         os._exit(130)  # 128 + SIGINT, as a shell reports it
 
 
+def _unraisable(hook_args):
+    """Ctrl-C that lands inside a C callback (numba's cache loader is called from llvmlite through ctypes) cannot
+    propagate: Python prints "Exception ignored ... KeyboardInterrupt" with a traceback and carries on.  That only
+    happens while kernels load, before any file is written, so it ends the process like Ctrl-C at start-up."""
+    if issubclass(hook_args.exc_type, KeyboardInterrupt):
+        _interrupted_while_starting(signal.SIGINT, None)
+    sys.__unraisablehook__(hook_args)
+
+
 def main(argv=None):
     """Install the start-up SIGINT handler, import the CLI, run it."""
     signal.signal(signal.SIGINT, _interrupted_while_starting)
+    sys.unraisablehook = _unraisable
     from metronome.cli import main as cli_main
 
     cli_main(argv)
