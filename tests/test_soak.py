@@ -7,9 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from jack_helpers import assert_underflows_explained
+from jack_helpers import assert_underflows_explained, jack_log_since, jack_log_size, require_jack
 from soak import soak
-from test_play_jack import jack_log_since, jack_log_size, require_jack
 
 pytestmark = pytest.mark.jack
 
