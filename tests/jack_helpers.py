@@ -169,23 +169,34 @@ def _record_main(port, seconds, path):
     data = np.zeros((n_max, period), dtype=np.float32)
     frame = np.zeros(n_max, dtype=np.int64)
     count = [0]
+    armed = [-1]  # first server frame to keep: set once the connection is in place
     done = threading.Event()
     inport = client.inports.register("in")
+    wrap = 1 << 32
 
     @client.set_process_callback
     def process(frames):
         k = count[0]
-        if k >= n_max or done.is_set():
-            done.set()
+        if armed[0] < 0 or k >= n_max or done.is_set():
+            if k >= n_max:
+                done.set()
             return
-        frame[k] = client.last_frame_time
+        t = client.last_frame_time
+        # Cycles before the connection took effect read an unconnected (silent) port, which would pass for
+        # recorded silence: a click the connection cut in half would look like a click starting there.
+        if (t - armed[0]) % wrap >= wrap // 2:
+            return
+        frame[k] = t
         data[k, :frames] = inport.get_array()
         count[0] = k + 1
-        if (frame[k] - frame[0]) % (1 << 32) + period >= span:
+        if (frame[k] - frame[0]) % wrap + period >= span:
             done.set()
 
     with client:
-        client.connect(port, inport)
+        client.connect(port, inport)  # synchronous: the server has the new graph when this returns
+        # A cycle that starts a period from now surely started after the graph changed (frame_time is the
+        # server's current time in frames, usable from any thread; at worst one good cycle is skipped).
+        armed[0] = (client.frame_time + period) % wrap
         print(READY, flush=True)
         if not done.wait(float(seconds) * 4 + 30):
             raise SystemExit(f"recorded only {count[0]} cycles")
