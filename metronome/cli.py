@@ -110,7 +110,7 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
     output_format(out, subtype, samplerate)  # validate flags before any work
     plan = _plan(profile, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues,
                  voice_pack, channels, flat_pace)
-    warm_kernels(samplerate, channels)
+    warm_kernels(samplerate, channels, for_play=False)  # render needs no PortAudio callback
     progress = None
     bar = None
     if not quiet and not as_json and sys.stderr.isatty():
