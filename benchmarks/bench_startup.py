@@ -17,6 +17,9 @@ warm in both (``pip install`` writes it), so cold here means "numba cache empty"
   (``first_click_is_beat0``).
 * ``render``: ``downbeat render demo-descent -o out.wav --no-cues``: process start -> first audio frames written
   (the ``.partial`` file grows past its header) and -> process exit (file complete).
+
+Each run also records whether the command said "downbeat: preparing the audio engine (first run only, ~N s)" on
+stderr (``notice``): it must on every cold run and on no warm one.
 """
 
 from __future__ import annotations
@@ -41,6 +44,14 @@ def kernels_mtime() -> float:
     """mtime of the kernel source: numba's cache is keyed on it, so an edit by someone else turns a warm run
     into a compile (the tree is shared); such runs are flagged, not hidden."""
     return os.path.getmtime(os.path.join(REPO, "metronome", "_kernels.py"))
+
+
+def said_preparing(proc) -> bool:
+    """Whether the command said "preparing the audio engine" on stderr (it must on a cold cache, only then)."""
+    try:
+        return "preparing the audio engine" in (proc.stderr.read() or "")
+    except (OSError, ValueError):
+        return False
 
 
 def play_once(srv, probe, cache_dir: str) -> dict:
@@ -80,7 +91,7 @@ def play_once(srv, probe, cache_dir: str) -> dict:
     finally:
         common.stop_process(proc)
     res = {"port_s": t_port - t0, "connect_s": t_connected - t0, "rc": proc.returncode,
-           "kernels_edited_during_run": kernels_mtime() != mtime0}
+           "kernels_edited_during_run": kernels_mtime() != mtime0, "notice": said_preparing(proc)}
     if first is not None:
         blk = probe.rec[first]
         i = int(np.flatnonzero(blk)[0])
@@ -117,7 +128,8 @@ def render_once(cache_dir: str, tmp: str) -> dict:
         common.stop_process(proc)
     t_done = time.monotonic()
     res = {"first_audio_written_s": None if t_first is None else t_first - t0, "done_s": t_done - t0,
-           "rc": proc.returncode, "kernels_edited_during_run": kernels_mtime() != mtime0}
+           "rc": proc.returncode, "kernels_edited_during_run": kernels_mtime() != mtime0,
+           "notice": said_preparing(proc)}
     if os.path.exists(out):
         import soundfile as sf
 
@@ -144,7 +156,7 @@ def bench(cold: int = 1, warm: int = 2, log=print) -> dict:
                             out["play"].append(r)
                             log(f"play   {label}: port {r['port_s']:6.2f} s, first audio "
                                 f"{r.get('first_audio_s', float('nan')):6.2f} s (beat 0: "
-                                f"{r.get('first_click_is_beat0')})")
+                                f"{r.get('first_click_is_beat0')}; notice: {r['notice']})")
                     shutil.rmtree(cache)
             finally:
                 probe.close()
@@ -159,7 +171,7 @@ def bench(cold: int = 1, warm: int = 2, log=print) -> dict:
                     r["kernels_changed_since_cold"] = kernels_mtime() != cold_mtime
                     out["render"].append(r)
                     log(f"render {label}: first audio written {r['first_audio_written_s'] or float('nan'):6.2f} s, "
-                        f"done {r['done_s']:6.2f} s ({r.get('audio_s', 0):.0f} s of audio)")
+                        f"done {r['done_s']:6.2f} s ({r.get('audio_s', 0):.0f} s of audio; notice: {r['notice']})")
             shutil.rmtree(cache)
     return out
 

@@ -19,7 +19,19 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from ._jitcache import CHOICE as CACHE_CHOICE  # first: it picks numba's cache folder before numba is imported
+from numba import njit  # noqa: E402
+
+# Compile cost (benchmarks/README.md, start-up): every jitted function is typed, lowered and optimised by LLVM on
+# its own, ~0.3-0.8 s each even when tiny, and once more for every distinct argument type (read-only vs writable
+# arrays, a literal int).  So the helpers that run only inside the kernels are inlined into their callers at
+# numba IR level (``inline="always"``: same operations, one compile instead of one per helper and signature), and
+# the C callback reuses the renderer's compiled process_block (see pa_callback).  ``cache`` is off only when no
+# folder is writable (metronome._jitcache).
+CACHE = CACHE_CHOICE.enabled
+KERNEL = dict(cache=CACHE, nogil=True)
+HELPER = dict(cache=CACHE, nogil=True)
 
 # --------------------------------------------------------------------------------------------------------------
 # Layout of the state array (written by the kernel only) and the control array (written by the main/sensor thread
@@ -71,7 +83,7 @@ CLIP_NORMAL = 1
 # different sample rates sound the same.
 
 
-@njit(cache=True, nogil=True)
+@njit(**HELPER)
 def beat_time(k, map_sample, map_bpm, map_phase, samplerate, seg):
     """Exact sample time of beat ``k`` on a tempo map, and the segment that holds it.
 
@@ -106,7 +118,7 @@ def beat_time(k, map_sample, map_bpm, map_phase, samplerate, seg):
     return map_sample[seg] + x, seg
 
 
-@njit(cache=True, nogil=True)
+@njit(**HELPER)
 def bpm_at(t, map_sample, map_bpm, seg):
     """Tempo at sample time ``t`` within segment ``seg`` (constant after the last breakpoint)."""
     m = map_sample.shape[0]
@@ -116,7 +128,7 @@ def bpm_at(t, map_sample, map_bpm, seg):
     return map_bpm[seg] + frac * (map_bpm[seg + 1] - map_bpm[seg])
 
 
-@njit(cache=True, nogil=True)
+@njit(**KERNEL)
 def map_phase_at_breakpoints(map_sample, map_bpm, samplerate, out):
     """Cumulative beats at each breakpoint (trapezoid rule is exact for linear bpm)."""
     out[0] = 0.0
@@ -125,7 +137,7 @@ def map_phase_at_breakpoints(map_sample, map_bpm, samplerate, out):
         out[i] = out[i - 1] + 0.5 * (map_bpm[i] + map_bpm[i - 1]) * dt / (60.0 * samplerate)
 
 
-@njit(cache=True, nogil=True)
+@njit(**KERNEL)
 def beat_times(map_sample, map_bpm, map_phase, samplerate, end_sample, out):
     """Fill ``out`` with the exact times of beats 0, 1, ... strictly before ``end_sample``; return the count."""
     seg = 0
@@ -139,7 +151,7 @@ def beat_times(map_sample, map_bpm, map_phase, samplerate, end_sample, out):
     return n
 
 
-@njit(cache=True, nogil=True)
+@njit(**HELPER)
 def _smooth(x, target, coef):
     """One-pole step that lands *exactly* on the target once within 1e-12 of it.
 
@@ -152,7 +164,7 @@ def _smooth(x, target, coef):
     return y
 
 
-@njit(cache=True, nogil=True)
+@njit(**HELPER)
 def _log_event(events, ev_idx, st, kind, sample, bpm, clip):
     w = ev_idx[0]
     if w - ev_idx[1] >= events.shape[0]:
@@ -166,7 +178,7 @@ def _log_event(events, ev_idx, st, kind, sample, bpm, clip):
     ev_idx[0] = w + 1  # publish after the row is written (single writer)
 
 
-@njit(cache=True, nogil=True)
+@njit(**HELPER)
 def _start_voice(voices, clip, kind):
     """Start ``clip`` in a free voice; a click steals the oldest click voice when the pool is full."""
     n = voices.shape[0]
@@ -188,7 +200,7 @@ def _start_voice(voices, clip, kind):
     return False
 
 
-@njit(cache=True, nogil=True)
+@njit(**HELPER)
 def _advance_beat(st, ctl, map_sample, map_bpm, map_phase, samplerate):
     """Compute the time of the beat after the one just started (phase-continuous: only beat intervals change)."""
     k = st[ST_BEAT_INDEX] + 1.0
@@ -212,7 +224,7 @@ def _advance_beat(st, ctl, map_sample, map_bpm, map_phase, samplerate):
     st[ST_BEAT_INDEX] = k
 
 
-@njit(cache=True, nogil=True)
+@njit(**KERNEL)
 def process_block(out, st, ctl, map_sample, map_bpm, map_phase, samplerate,
                   bank, clip_off, clip_len, voices, cue_q, cue_idx, events, ev_idx,
                   duck_coef, release_coef, gain_coef):
@@ -527,14 +539,84 @@ _PA_CALLBACK = None
 
 
 def pa_callback():
-    """The compiled C callback (compiled or loaded from the numba cache on first use, i.e. at warm-up)."""
+    """The compiled C callback (compiled or loaded from the numba cache on first use, i.e. at warm-up).
+
+    The callback's arrays come from ``carray`` and are writable, while the renderer passes read-only tempo-map and
+    clip arrays; left to itself numba would compile process_block a second time for those types (~3 s on a cold
+    cache).  With process_block's compilation switched off while the callback is typed, numba binds the call to
+    the overload already compiled for the renderer (a writable array converts safely to a read-only one), so the
+    live and offline paths also run the very same machine code.
+    """
     global _PA_CALLBACK
     if _PA_CALLBACK is None:
-        _PA_CALLBACK = cfunc(PA_CALLBACK_SIG, nopython=True, cache=True)(_pa_callback)
+        reuse = bool(process_block.signatures) and process_block._can_compile
+        if reuse:
+            process_block.disable_compile()
+        try:
+            _PA_CALLBACK = cfunc(PA_CALLBACK_SIG, nopython=True, cache=CACHE)(_pa_callback)
+        finally:
+            if reuse:
+                process_block.disable_compile(False)
     return _PA_CALLBACK
 
 
-@njit(cache=True, nogil=True)
+def _helper_signatures():
+    """The one signature each helper is called with from the kernels (read-only where the kernels only read)."""
+    from numba import types as T
+
+    ro = T.Array(T.float64, 1, "C", readonly=True)
+    rw = T.Array(T.float64, 1, "C")
+    f8, i8 = T.float64, T.int64
+    return ((beat_time, (f8, ro, ro, ro, f8, i8)),
+            (bpm_at, (f8, ro, ro, i8)),
+            (_smooth, (f8, f8, f8)),
+            (_log_event, (T.Array(T.float64, 2, "C"), T.Array(T.int64, 1, "C"), rw, f8, f8, f8, f8)),
+            (_start_voice, (T.Array(T.int64, 2, "C"), i8, i8)),
+            (_advance_beat, (rw, rw, ro, ro, ro, f8)))
+
+
+def bind_helpers():
+    """Compile every helper once, for its one signature, and keep it from compiling more while kernels are typed.
+
+    Left alone, numba compiles a helper again for each distinct argument type its callers pass: a literal
+    ``0`` and an ``int64`` for ``beat_time``'s segment, a literal ``0`` and ``1`` for ``_start_voice``'s kind
+    (0.3-0.8 s each on a cold cache).  With compilation off, a caller binds to the compiled overload by numba's
+    safe conversions (literal int -> int64, writable -> read-only array); the integer arithmetic and float
+    operations are the same, so the output is bit-identical.  Returns a function that switches compilation back
+    on (direct calls from Python with other types then compile as before).
+    """
+    bound = []
+    for f, sig in _helper_signatures():
+        f.compile(sig)
+        if f._can_compile:
+            f.disable_compile()
+            bound.append(f)
+
+    def release():
+        for f in bound:
+            f.disable_compile(False)
+
+    return release
+
+
+def cache_is_warm(live: bool = True):
+    """True if numba's cache holds the kernels for this source, False if they will compile, None if unknown.
+
+    Cheap (reads one small index file per kernel, compiles nothing): used to say what a cold first run is doing.
+    """
+    if not CACHE:
+        return False
+    try:
+        from numba.core.caching import FunctionCache
+
+        funcs = [process_block, beat_times, map_phase_at_breakpoints, _to_pcm16_flat]
+        caches = [f._cache for f in funcs] + ([FunctionCache(_pa_callback)] if live else [])
+        return all(bool(c._cache_file._load_index()) for c in caches)  # numba internals: best effort
+    except Exception:
+        return None
+
+
+@njit(**KERNEL)
 def _to_pcm16_flat(src, dst):
     # Clamp first, then floor: floor is monotonic, so this equals floor-then-clip, and the branch-free loop
     # vectorizes (min/max/roundps) instead of taking a branch per sample.

@@ -251,28 +251,58 @@ class Engine:
         return float(self.st[K.ST_BPM])
 
 
-def warm_kernels(samplerate: int = 48000, channels: int = 2) -> float:
-    """Compile (or load from the numba cache) every kernel for the exact types used at run time.
+#: Seconds a cold numba cache costs before the first sound or file (benchmarks/README.md, start-up: median of cold
+#: runs on the 2-core test VM), said on the first run so that the wait is not silent.
+COLD_COMPILE_S = {"render": 3, "play": 4}
+
+
+def _say(line: str) -> None:
+    import sys
+
+    print(f"downbeat: {line}", file=sys.stderr, flush=True)
+
+
+def warm_kernels(samplerate: int = 48000, channels: int = 2, for_play: bool = True, say=_say) -> float:
+    """Compile (or load from the numba cache) every kernel the command needs, for the exact run-time types.
 
     Returns the seconds it took.  Called before any stream opens, so the audio callback never compiles.
+    ``for_play=False`` (render) leaves out the PortAudio C callback.  On a cold cache (a first run, or an edit of
+    the kernels) ``say`` gets one line saying what the wait is; a cache that cannot be written gets a warning
+    (``say=None``: silent).  The helpers are then bound to one signature each first (see
+    :func:`metronome._kernels.bind_helpers`), so nothing compiles twice.
     """
     t0 = time.perf_counter()
-    tm = TempoMap([0.0, 1000.0], [120.0, 121.0], samplerate)
-    tm.beat_times()
-    for live in (False, True):
-        eng = Engine(tm, EngineSettings(samplerate=samplerate, channels=channels), live=live)
-        buf = np.zeros((64, channels), dtype=np.float32)
-        eng.request_cue(0, 0)
-        eng.process(buf)
-    # The C callback, called once exactly as PortAudio will call it (into a scratch buffer).
-    import ctypes
+    warm = K.cache_is_warm(for_play)
+    if say is not None:
+        if K.CACHE_CHOICE.warning:
+            say(f"warning: {K.CACHE_CHOICE.warning}")
+        if warm is False:
+            est = COLD_COMPILE_S["play" if for_play else "render"]
+            when = "first run only" if K.CACHE else "no cache: every run"
+            say(f"preparing the audio engine ({when}, ~{est} s)")
+    release = K.bind_helpers() if warm is False else (lambda: None)
+    try:
+        tm = TempoMap([0.0, 1000.0], [120.0, 121.0], samplerate)
+        tm.beat_times()
+        for live in (False, True):
+            eng = Engine(tm, EngineSettings(samplerate=samplerate, channels=channels), live=live)
+            buf = np.zeros((64, channels), dtype=np.float32)
+            eng.request_cue(0, 0)
+            eng.process(buf)
+        pcm = np.zeros((64, channels), dtype=np.int16)
+        K.to_pcm16(buf, pcm)  # the WAV/FLAC writer's PCM_16 conversion
+        if for_play:
+            # The C callback, called once exactly as PortAudio will call it (into a scratch buffer).
+            import ctypes
 
-    arrays = Engine(tm, EngineSettings(samplerate=samplerate, channels=channels)).callback_arrays()
-    cb = K.pa_callback()
-    fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p,
-                          ctypes.c_ulong, ctypes.c_void_p)(cb.address)
-    buf = np.zeros((64, channels), dtype=np.float32)
-    fn(None, buf.ctypes.data, 64, None, 0, arrays.table.ctypes.data)
+            arrays = Engine(tm, EngineSettings(samplerate=samplerate, channels=channels)).callback_arrays()
+            cb = K.pa_callback()
+            fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p,
+                                  ctypes.c_ulong, ctypes.c_void_p)(cb.address)
+            buf = np.zeros((64, channels), dtype=np.float32)
+            fn(None, buf.ctypes.data, 64, None, 0, arrays.table.ctypes.data)
+    finally:
+        release()
     return time.perf_counter() - t0
 
 

@@ -1,1 +1,13 @@
-"""pytest configuration: nothing but markers live in pyproject.toml; tests/ is a package (tests.support)."""
+"""pytest configuration (markers live in pyproject.toml; tests/ is a package, shared helpers in tests/support)."""
+
+
+def pytest_sessionstart(session):
+    """Fill numba's cache once, before any test starts Downbeat in a child process.
+
+    On a fresh clone the kernels are not compiled yet: the first child would spend seconds compiling and print
+    the one-line "preparing the audio engine" notice, which tests that count stderr lines would take for an
+    error.  The tests of that notice and of a cold cache use a cache folder of their own.
+    """
+    from metronome.engine import warm_kernels
+
+    warm_kernels(say=None)

@@ -21,7 +21,7 @@ MAX_MODULE_LINES = 700
 #: (module prefix, layer); the longest matching prefix wins.  A module may import its own layer or lower ones.
 LAYERS = (
     ("metronome.errors", 0), ("metronome.safeyaml", 0), ("metronome.levels", 0), ("metronome.limits", 0),
-    ("metronome.settings", 0), ("metronome.checks", 0),
+    ("metronome.settings", 0), ("metronome.checks", 0), ("metronome._jitcache", 0),
     ("metronome.mix", 2), ("metronome.outfiles", 4), ("metronome.entry", 7),
     ("metronome._kernels", 1), ("cues", 1), ("profiles", 1),
     ("metronome.tempo", 2),

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from tests.support.jack import start_server
+from tests.support.jackutil import start_server
 
 COURSE = "segments: [{distance_m: 200, grade_pct: 0}, {distance_m: 300, grade_pct: -10}]\n"
 

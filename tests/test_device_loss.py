@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from tests.support.jack import start_server
+from tests.support.jackutil import start_server
 
 pytestmark = pytest.mark.jack
 

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support.jack import named_jack_server
+from tests.support.jackutil import named_jack_server
 from metronome.errors import InputError
 from metronome.latency import _kernel as KD
 from metronome.latency import offsets as O

@@ -102,14 +102,16 @@ def test_events_csv_lists_cues_at_their_planned_samples(demo_plan, tmp_path):
 
 def test_missing_espeak_gives_clear_message_and_clicks_still_play(tmp_path):
     """PATH without espeak-ng and an empty voice cache: a one-line warning, exit 0, a click track."""
+    # An empty PATH hides espeak-ng. The interpreter is started by its own path, never through a link in that
+    # folder: a linked python looks for pyvenv.cfg beside the link, misses the venv and runs the base interpreter,
+    # which has none of the project's packages on a fresh machine.
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    os.symlink(sys.executable, bindir / "python3")
     env = dict(os.environ, PATH=str(bindir), XDG_CACHE_HOME=str(tmp_path / "cache"))
     course = tmp_path / "c.yaml"
     course.write_text("segments: [{distance_m: 300, grade_pct: 0}, {distance_m: 600, grade_pct: -10}]")
     out, ev = tmp_path / "o.wav", tmp_path / "ev.csv"
-    r = subprocess.run([str(bindir / "python3"), "-m", "metronome.cli", "render", str(course), "-o", str(out),
+    r = subprocess.run([sys.executable, "-m", "metronome.cli", "render", str(course), "-o", str(out),
                         "--events", str(ev), "--quiet"], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     lines = r.stderr.strip().splitlines()

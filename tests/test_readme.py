@@ -22,6 +22,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +31,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-APT_RE = re.compile(r"^(?:sudo )?apt-get update && (?:sudo )?apt-get install -y (?P<pkgs>[a-z0-9.+\- ]+?) && ")
+#: The apt-get prefix: ``S`` is ``sudo`` for a user and empty for root (a root-only container has no sudo).
+SUDO_PREFIX = 'S=$(test "$(id -u)" = 0 || echo sudo); '
+APT_RE = re.compile(re.escape(SUDO_PREFIX)
+                    + r"\$S apt-get update && \$S apt-get install -y (?P<pkgs>[a-z0-9.+\- ]+?) && ")
 #: The whole first command, README to finished render, must stay well inside a CI run.
 SETUP_TIMEOUT_S = 600
 
@@ -85,26 +89,66 @@ def _installed(pkgs: list[str]) -> bool:
 def adapt_setup_command(cmd: str) -> tuple[str, list[str]]:
     """The README command with only the unavoidable changes; returns (command, list of what was changed).
 
-    1. ``sudo `` is dropped when we are root: root containers (CI) have no sudo, and root needs none.
-    2. The ``apt-get update && apt-get install`` prefix is skipped when every package it names is already
-       installed: it would only re-download the package lists (slow, and needs the network to Debian).
-       When something is missing it runs for real (as root, or with ``sudo -n``, i.e. no password prompt).
+    1. The ``S=...; $S apt-get update && $S apt-get install`` prefix is skipped when every package it names is
+       already installed: it would only re-download the package lists (slow, and needs the network to Debian).
+    2. When it does run as a user (not root), ``sudo`` becomes ``sudo -n``: never wait for a password.
+    Root needs no change: the command itself leaves ``sudo`` out for root (root containers have none).
     Nothing else is touched: the venv, ``pip install .`` and the ``downbeat`` command run as written.
     """
     notes = []
     m = APT_RE.match(cmd)
-    assert m, f"the first set-up command no longer starts with apt-get update && apt-get install: {cmd!r}"
+    assert m, f"the first set-up command no longer starts with the sudo-if-not-root apt-get prefix: {cmd!r}"
     pkgs = m["pkgs"].split()
     if _installed(pkgs):
         cmd = cmd[m.end():]
         notes.append(f"skipped apt-get: {' '.join(pkgs)} already installed")
-    if os.geteuid() == 0 and "sudo " in cmd:
-        cmd = cmd.replace("sudo ", "")
-        notes.append("dropped sudo: running as root")
-    elif "sudo " in cmd:
-        cmd = cmd.replace("sudo ", "sudo -n ")
+    elif os.geteuid() != 0:
+        cmd = cmd.replace("|| echo sudo)", "|| echo sudo -n)", 1)
         notes.append("sudo -n: never wait for a password")
     return cmd, notes
+
+
+def _fake_bin(folder: Path, with_sudo: bool) -> None:
+    """apt-get (and sudo) that only print how they were called; ``id`` is the real one."""
+    folder.mkdir(mode=0o755)
+    names = ["apt-get"] + (["sudo"] if with_sudo else [])
+    for name in names:
+        tool = folder / name
+        tool.write_text(f'#!/bin/sh\necho "{name} $*"\n' + ('exec "$@"\n' if name == "sudo" else ""))
+        tool.chmod(0o755)
+    (folder / "id").symlink_to(shutil.which("id"))
+
+
+def _run_apt_prefix(cmd: str, folder: Path, as_nobody: bool) -> subprocess.CompletedProcess:
+    prefix = cmd[:APT_RE.match(cmd).end()] + "echo done"
+    argv = ["/bin/sh", "-c", prefix]
+    if as_nobody:
+        argv = [shutil.which("setpriv"), "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+    return subprocess.run(argv, capture_output=True, text=True, env={"PATH": str(folder)}, cwd="/", timeout=30)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
+def test_first_command_runs_apt_get_without_sudo_as_root_and_with_it_as_a_user():
+    """As root with no sudo installed (a container): apt-get directly.  As a user: through sudo."""
+    install, _ = setup_commands()
+    m = APT_RE.match(install)
+    assert m, f"the first command must start with {SUDO_PREFIX!r} (root has no sudo): {install!r}"
+    pkgs = m["pkgs"]
+    base = Path(tempfile.mkdtemp(prefix="downbeat-readme-"))
+    try:
+        base.chmod(0o755)  # the unprivileged run must reach the fake tools
+        _fake_bin(base / "root", with_sudo=False)
+        r = _run_apt_prefix(install, base / "root", as_nobody=False)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines() == ["apt-get update", f"apt-get install -y {pkgs}", "done"], r.stdout
+        _fake_bin(base / "user", with_sudo=True)
+        r = _run_apt_prefix(install, base / "user", as_nobody=True)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines() == ["sudo apt-get update", "apt-get update",
+                                         f"sudo apt-get install -y {pkgs}", f"apt-get install -y {pkgs}",
+                                         "done"], r.stdout
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def setup_env(home: Path) -> dict:

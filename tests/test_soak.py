@@ -7,9 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from tests.support.jack import assert_underflows_explained
+from tests.support.jackutil import assert_underflows_explained, jack_log_since, jack_log_size, require_jack
 from tests.support.soak import soak
-from tests.test_play_jack import jack_log_since, jack_log_size, require_jack
 
 pytestmark = pytest.mark.jack
 

@@ -181,7 +181,7 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
         click.echo(f"downbeat: warning: {w}", err=True)
     if est.large and not quiet:
         click.echo(f"downbeat: note: {est.note(out)}", err=True)
-    warm_kernels(samplerate, channels)
+    warm_kernels(samplerate, channels, for_play=False)  # render needs no PortAudio callback
     progress = None
     bar = None
     if not quiet and not as_json and sys.stderr.isatty():

@@ -80,14 +80,15 @@ def _probe_engine() -> dict:
 
     try:
         cache_dir = str(K.process_block._cache._cache_path)  # numba internals: best effort, only for the report
-    except AttributeError:
+    except AttributeError:  # caching is off (no writable folder): NullCache
         cache_dir = None
     from metronome.engine import warm_kernels
     from metronome.mix import EngineSettings
     from metronome.render import render
     from metronome.tempo import TempoMap
 
-    warm_s = warm_kernels(48000, 2)
+    was_warm = K.cache_is_warm(True)
+    warm_s = warm_kernels(48000, 2, say=None)
     indexed = bool(cache_dir) and any(p.name.startswith("_kernels.process_block") and p.suffix == ".nbi"
                                       for p in Path(cache_dir).glob("*.nbi"))
     rendered = {}
@@ -99,7 +100,9 @@ def _probe_engine() -> dict:
                 rendered[ext] = {"ok": res.beats >= 5 and res.frames == tm.end_sample, "beats": res.beats}
             except Exception as exc:  # report, don't crash: the parent turns it into a fix
                 rendered[ext] = {"ok": False, "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
-    return {"warm_s": warm_s, "cache_dir": cache_dir, "cache_index_written": indexed, "render": rendered}
+    choice = K.CACHE_CHOICE
+    return {"warm_s": warm_s, "cache_dir": cache_dir, "cache_index_written": indexed, "render": rendered,
+            "was_warm": was_warm, "cache_source": choice.source, "cache_tried": [f"{p}: {why}" for p, why in choice.tried]}
 
 
 def _probe_portaudio() -> dict:
@@ -173,7 +176,27 @@ def check_engine(probe: dict) -> list[Check]:
         checks.append(Check("output formats", "ok", "WAV, FLAC and OGG"))
     warm_s, cache_dir = probe["warm_s"], probe["cache_dir"]
     where = f" ({cache_dir})" if cache_dir else ""
-    if warm_s <= CACHED_WARM_MAX_S:
+    source, tried = probe.get("cache_source"), "; ".join(probe.get("cache_tried", []))
+    # What numba's cache index said before the warm-up, when known; else judged by the time it took.
+    was_warm = probe.get("was_warm")
+    loaded = was_warm if was_warm is not None else warm_s <= CACHED_WARM_MAX_S
+    if source == "none":
+        # metronome._jitcache found no folder it could write: every command compiles the kernels again.
+        checks.append(Check("numba cache", "warn",
+                            f"no writable folder for the compiled kernels ({tried}): every start compiles them "
+                            f"({warm_s:.1f} s here)",
+                            "set a writable cache: export NUMBA_CACHE_DIR=<a folder you can write to>, e.g. "
+                            "mkdir -p /var/tmp/downbeat-numba && export NUMBA_CACHE_DIR=/var/tmp/downbeat-numba",
+                            needed_for="play"))
+    elif source == "temp":
+        home_cache = Path.home() / ".cache" / "downbeat" / "numba"
+        checks.append(Check("numba cache", "warn",
+                            f"kernels cached in a temporary folder{where}, lost at reboot (not writable: {tried})",
+                            f"set a writable cache: export NUMBA_CACHE_DIR={home_cache} (or any folder you can "
+                            f"write to that is kept)", needed_for="play"))
+    elif loaded:
+        if source == "user" and tried:
+            where = f" ({cache_dir}; not writable: {tried})"
         checks.append(Check("numba cache", "ok", f"kernels loaded from the cache in {warm_s:.1f} s{where}",
                             needed_for="play"))
     elif probe["cache_index_written"]:
