@@ -240,6 +240,17 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
+def _exit_interrupted(code: int) -> None:
+    """Leave at once after Ctrl-C/SIGTERM: the command has unwound (temporary files removed in its ``finally``
+    blocks), and a second signal, or one still pending, must not turn the exit into a traceback or a death by
+    SIGINT during interpreter shutdown (seen as exit -2 under load)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv=None):
     """Console entry point: map errors to the exit-code contract."""
     # A closed pipe (downbeat ... | head) is not an error worth a traceback.
@@ -259,7 +270,7 @@ def main(argv=None):
     except click.exceptions.Abort as exc:
         terminated = isinstance(exc.__context__, Terminated) or isinstance(exc.__cause__, Terminated)
         click.echo("downbeat: terminated" if terminated else "downbeat: aborted", err=True)
-        sys.exit(143 if terminated else 130)
+        _exit_interrupted(143 if terminated else 130)
     except click.ClickException as exc:  # usage errors: one line, exit 2
         msg = exc.format_message().replace("\n", " ")
         cmd = exc.ctx.command_path if getattr(exc, "ctx", None) else "downbeat"
@@ -271,7 +282,7 @@ def main(argv=None):
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("downbeat: interrupted", err=True)
-        sys.exit(130)
+        _exit_interrupted(130)
     except OSError as exc:  # files we were asked to read/write
         name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         click.echo(f"downbeat: error: {name}{exc.strerror or exc}", err=True)
