@@ -187,20 +187,14 @@ def _cache_read(path: Path):
 
 def _cache_write(path: Path, arr: np.ndarray) -> None:
     """Atomic: write a temp file in the same folder and ``os.replace`` it, so readers never see half a file."""
+    from metronome.atomic import atomic_file
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=path.parent)
+        with atomic_file(path, "wb", prefix=".tmp-", suffix=".npy", fsync=False) as f:
+            np.save(f, arr, allow_pickle=False)
     except OSError:
         return  # a read-only or full cache only costs time
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr, allow_pickle=False)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from . import _kernels as K
 from . import outfiles
+from .atomic import replace_or_remove, temporary_beside
 from .errors import InputError
 from .outfiles import PARTIAL_SUFFIX, partial_prefix
 from .tempo import TempoMap
@@ -62,22 +62,14 @@ class AtomicOutput:
         if os.path.isdir(self.path):
             raise InputError(f"{path}: is a directory")
         # The pid in the name lets the next render remove this file if the process is killed (outfiles).
-        fd, self.tmp = tempfile.mkstemp(prefix=partial_prefix(), suffix=os.path.splitext(path)[1] + PARTIAL_SUFFIX,
-                                        dir=folder)
-        os.close(fd)
+        self.tmp = temporary_beside(self.path, prefix=partial_prefix(),
+                                    suffix=os.path.splitext(path)[1] + PARTIAL_SUFFIX)
 
     def commit(self):
-        # mkstemp makes the file owner-only; a finished track should get the usual permissions (umask).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o666 & ~umask)
-        os.replace(self.tmp, self.path)
+        replace_or_remove(self.tmp, self.path, True)
 
     def abort(self):
-        try:
-            os.unlink(self.tmp)
-        except FileNotFoundError:
-            pass
+        replace_or_remove(self.tmp, self.path, False)
 
 
 RENDER_CHUNK = 65536  # frames per Python round trip of a render (the default --blocksize)

@@ -21,7 +21,7 @@ MAX_MODULE_LINES = 700
 #: (module prefix, layer); the longest matching prefix wins.  A module may import its own layer or lower ones.
 LAYERS = (
     ("metronome.errors", 0), ("metronome.safeyaml", 0), ("metronome.levels", 0), ("metronome.limits", 0),
-    ("metronome.settings", 0), ("metronome.checks", 0), ("metronome._jitcache", 0),
+    ("metronome.settings", 0), ("metronome.checks", 0), ("metronome.atomic", 0), ("metronome._jitcache", 0),
     ("metronome.mix", 2), ("metronome.outfiles", 4), ("metronome.entry", 7),
     ("metronome._kernels", 1), ("cues", 1), ("profiles", 1),
     ("metronome.tempo", 2),
@@ -160,3 +160,15 @@ def test_no_cli_or_plotting_inside_cues_and_profiles():
                 bad += [f"{path.relative_to(ROOT)}:{node.lineno}: {n}" for n in names
                         if n.split(".")[0] in ("click", "matplotlib", "rich")]
     assert not bad, "\n".join(bad)
+
+
+def test_one_atomic_write_helper():
+    """Files appear whole or not at all through metronome.atomic only (issue 13: it was written out seven times)."""
+    bad = []
+    for mod, path in _modules():
+        if mod == "metronome.atomic":
+            continue
+        text = path.read_text(encoding="utf-8")
+        if "os.replace(" in text or "mkstemp(" in text:
+            bad.append(str(path.relative_to(ROOT)))
+    assert not bad, bad

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 import click
 
@@ -73,16 +72,13 @@ def write_png(path: str, results) -> None:
     ax.set_title(f"{results[0].device}: loopback round trip")
     ax.legend(fontsize="small", loc="best")
     ax.grid(alpha=0.3)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".latency-", suffix=".png")
-    os.close(fd)
+    from metronome.atomic import atomic_file
+
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
+        with atomic_file(path, "wb", prefix=".latency-", suffix=".png") as f:
+            fig.savefig(f, format="png", dpi=100)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _text_report(results) -> str:

@@ -7,8 +7,6 @@ place with :func:`os.replace`, so a failure never leaves a partial image.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -415,23 +413,14 @@ def write_png(profile: Profile, settings: TempoSettings, path, cue_markers=None,
     if dest.is_dir():
         raise InputError(f"--png: {str(path)!r} is a directory")
     fig = render_figure(profile, settings, cue_markers, tempo_map)
+    from metronome.atomic import atomic_file
+
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise InputError(f"--png: cannot write in {str(folder)!r} ({exc.strerror or exc})") from None
-    try:
-        # mkstemp makes the file private (0600); a plot is an ordinary file: the user's umask decides.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
+        with atomic_file(dest, "wb", fsync=False) as f:
             fig.savefig(f, format="png")
-        os.replace(tmp, dest)
     except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        if isinstance(exc, OSError) and exc.errno in (13, 30) and not isinstance(exc, FileNotFoundError):
+            raise InputError(f"--png: cannot write in {str(folder)!r} ({exc.strerror or exc})") from None
         if isinstance(exc, OSError):  # a full disk: name the file (the bare OSError names nothing)
             from metronome.outfiles import write_error
 

@@ -169,20 +169,11 @@ def progress(args, **review_kwargs) -> Progress:
 
 def write_workout(session: NextSession, path) -> Path:
     """Write the next session as a workout YAML, atomically (same scheme as runner profiles)."""
-    import tempfile
-
     path = Path(os.fspath(path))
     text = "# Treadmill workout written by `downbeat progress` (graded exposure).\n" + \
         yaml.safe_dump(session.workout(), sort_keys=False, default_flow_style=None, width=120)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from ..atomic import atomic_file
+
+    with atomic_file(path) as f:
+        f.write(text)
     return path

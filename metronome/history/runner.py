@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +37,7 @@ import yaml
 
 from metronome import safeyaml
 from metronome.errors import InputError
+from ..atomic import atomic_file
 from ..limits import MAX_GRADE_PCT
 from profiles import pace
 from profiles.course import BASE_CADENCE_RANGE_SPM
@@ -133,19 +133,8 @@ def save_runner(runner: RunnerProfile, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = "# Downbeat runner profile, written by `downbeat learn`.\n" + \
         yaml.safe_dump(runner.to_dict(), sort_keys=False, default_flow_style=None, width=120)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_file(path) as f:
+        f.write(text)
     return path
 
 

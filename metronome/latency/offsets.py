@@ -25,7 +25,6 @@ import datetime as _dt
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 from ..errors import InputError
@@ -87,19 +86,10 @@ def store(device: str, method: str, record: dict, path: Path | None = None) -> P
     devices[device] = entry
     text = json.dumps({"version": VERSION, "devices": devices}, indent=1, sort_keys=True) + "\n"
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".latency-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from ..atomic import atomic_file
+
+    with atomic_file(p, prefix=".latency-") as f:
+        f.write(text)
     return p
 
 
