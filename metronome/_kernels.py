@@ -376,7 +376,7 @@ def process_block(out, st, ctl, map_sample, map_bpm, map_phase, samplerate,
 
 
 
-@njit(cache=True, nogil=True)
+@njit(**KERNEL)
 def process_blocks(out, blocksize, st, ctl, map_sample, map_bpm, map_phase, samplerate,
                    bank, clip_off, clip_len, voices, cue_q, cue_idx, events, ev_idx,
                    duck_coef, release_coef, gain_coef):

@@ -100,7 +100,7 @@ def test_cache_folder_falls_back_in_order_and_never_raises(tmp_path, monkeypatch
 
 
 def test_doctor_says_what_to_fix_when_nothing_can_be_cached():
-    from metronome import doctor as D
+    from metronome.cli import doctor as D
 
     probe = {"warm_s": 3.2, "cache_dir": None, "cache_index_written": False, "was_warm": False,
              "cache_source": "none", "cache_tried": ["/ro/metronome/__pycache__: Read-only file system"],
