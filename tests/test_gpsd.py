@@ -84,7 +84,7 @@ def test_source_splits_lines_and_caps_them():
     assert len(out) == 1 and out[0].reason == RejectReason.OVERSIZE
     assert src._split(b"y" * 100000) == []  # still inside the long line: dropped, not buffered
     assert src._split(b"\n" + tpv) == [Fix(None, 1.0, 2.0, source="gpsd")]
-    assert len(src._buf) == 0
+    assert len(src._lines._buf) == 0
 
 
 def test_gpsd_urls():

@@ -32,7 +32,7 @@ import time
 
 from ..errors import SensorError
 from .position import MAX_GPSD_LINE_BYTES, parse_tpv
-from .protocol import Reject, RejectReason
+from .sources import LineSplitter
 
 GPSD_DEFAULT_HOST = "127.0.0.1"
 GPSD_DEFAULT_PORT = 2947  # IANA-registered gpsd port
@@ -58,8 +58,7 @@ class GpsdSource:
         self.sock: socket.socket | None = None
         self.last_error: str | None = None
         self.reconnects = 0
-        self._buf = bytearray()
-        self._discarding = False
+        self._lines = LineSplitter(MAX_GPSD_LINE_BYTES, f"gpsd line longer than {MAX_GPSD_LINE_BYTES} bytes")
         self._next_try_s = 0.0
         self._opened = False
 
@@ -76,8 +75,7 @@ class GpsdSource:
             raise
         sock.setblocking(False)
         self.sock = sock
-        self._buf.clear()
-        self._discarding = False
+        self._lines.reset()
 
     def open(self) -> None:
         try:
@@ -122,29 +120,12 @@ class GpsdSource:
 
     def _split(self, chunk: bytes) -> list:
         out = []
-        start = 0
-        while True:
-            nl = chunk.find(b"\n", start)
-            piece = chunk[start:] if nl < 0 else chunk[start:nl]
-            if self._discarding:
-                if nl >= 0:
-                    self._discarding = False
-            else:
-                self._buf += piece
-                if len(self._buf) > MAX_GPSD_LINE_BYTES:
-                    out.append(Reject(RejectReason.OVERSIZE, f"gpsd line longer than {MAX_GPSD_LINE_BYTES} bytes"))
-                    self._buf.clear()
-                    self._discarding = nl < 0
-                elif nl >= 0:
-                    line = bytes(self._buf).strip()
-                    self._buf.clear()
-                    if line:
-                        item = parse_tpv(line)
-                        if item is not None:
-                            out.append(item)
-            if nl < 0:
-                return out
-            start = nl + 1
+        for item in self._lines.split(chunk):
+            if isinstance(item, bytes):
+                item = parse_tpv(item)  # meaning lives in position.py; None: a report that is not a TPV
+            if item is not None:
+                out.append(item)
+        return out
 
     def close(self) -> None:
         self._opened = False

@@ -76,6 +76,46 @@ class UdpSource:
             self.sock = None
 
 
+class LineSplitter:
+    """Newline-delimited messages from chunks of a byte stream, memory bounded: a line longer than ``max_bytes``
+    is dropped *while it streams in* and reported once as an OVERSIZE :class:`Reject`; blank lines are ignored."""
+
+    def __init__(self, max_bytes: int, oversize_detail: str):
+        self.max_bytes = max_bytes
+        self.oversize_detail = oversize_detail
+        self._buf = bytearray()
+        self._discarding = False
+
+    def reset(self) -> None:
+        self._buf.clear()
+        self._discarding = False
+
+    def split(self, chunk: bytes) -> list:
+        """The complete lines in ``chunk`` (stripped bytes) and Rejects for over-long ones; the rest is kept."""
+        out = []
+        start = 0
+        while True:
+            nl = chunk.find(b"\n", start)
+            piece = chunk[start:] if nl < 0 else chunk[start:nl]
+            if self._discarding:
+                if nl >= 0:
+                    self._discarding = False
+            else:
+                self._buf += piece
+                if len(self._buf) > self.max_bytes:
+                    out.append(Reject(RejectReason.OVERSIZE, self.oversize_detail))
+                    self._buf.clear()
+                    self._discarding = nl < 0
+                elif nl >= 0:
+                    line = bytes(self._buf).strip()
+                    self._buf.clear()
+                    if line:
+                        out.append(line)
+            if nl < 0:
+                return out
+            start = nl + 1
+
+
 class StreamSource:
     """Newline-delimited messages from a byte stream (stdin for ``--sensor -``).
 
@@ -89,8 +129,8 @@ class StreamSource:
         self.chunk_bytes = chunk_bytes
         self.done = False
         self._fd: int | None = None
-        self._buf = bytearray()
-        self._discarding = False
+        # +2: a CRLF may still be stripped from a line of exactly the limit
+        self._lines = LineSplitter(MAX_MESSAGE_BYTES + 2, f"line longer than {MAX_MESSAGE_BYTES} bytes")
 
     def open(self) -> None:
         if self.stream is None:
@@ -118,28 +158,7 @@ class StreamSource:
         return self._split(chunk)
 
     def _split(self, chunk: bytes) -> list:
-        out = []
-        start = 0
-        while True:
-            nl = chunk.find(b"\n", start)
-            piece = chunk[start:] if nl < 0 else chunk[start:nl]
-            if self._discarding:
-                if nl >= 0:
-                    self._discarding = False
-            else:
-                self._buf += piece
-                if len(self._buf) > MAX_MESSAGE_BYTES + 2:  # +2: a CRLF may still be stripped
-                    out.append(Reject(RejectReason.OVERSIZE, f"line longer than {MAX_MESSAGE_BYTES} bytes"))
-                    self._buf.clear()
-                    self._discarding = nl < 0
-                elif nl >= 0:
-                    line = bytes(self._buf).strip()
-                    self._buf.clear()
-                    if line:
-                        out.append(line)
-            if nl < 0:
-                return out
-            start = nl + 1
+        return self._lines.split(chunk)
 
     def close(self) -> None:
         pass  # stdin is not ours to close
