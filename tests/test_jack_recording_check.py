@@ -43,16 +43,46 @@ def test_missed_recorder_cycles_are_left_out_and_the_rest_must_match():
     assert match_beats(rec, beats, max_shift_periods=0)["lag_steps"] == 0
 
 
-def test_a_skipped_player_cycle_is_accepted_only_within_the_bound():
+def _late_player(ref, cycle, lag_periods=2):
+    """The player delayed by one period from server ``cycle`` on (the server did not run it in that cycle)."""
+    at = (cycle + lag_periods) * P
+    return np.concatenate([ref[:at], np.zeros(P, np.float32), ref[at:]])
+
+
+def test_a_skipped_player_cycle_at_a_recorder_gap_is_accepted_only_within_the_bound():
     ref, beats = _render()
-    played = np.concatenate([ref[:25 * P], np.zeros(P, np.float32), ref[25 * P:]])  # one late cycle: silence
-    rec = _record(played, lag=-2 * P)
+    # In the cycle the server skips the player, it skips the recorder (fed by the player) too.
+    rec = _record(_late_player(ref, 23), lag=-2 * P, missed={23})
     assert match_render(rec, ref, max_shift_periods=1)["lag_steps"] == 1
     assert match_beats(rec, beats, max_shift_periods=1)["lag_steps"] == 1
     with pytest.raises(AssertionError):
         match_render(rec, ref, max_shift_periods=0)
     with pytest.raises(AssertionError):
         match_beats(rec, beats, max_shift_periods=0)
+
+
+def test_a_player_delay_away_from_any_recorder_gap_is_a_defect():
+    ref, beats = _render()
+    rec = _record(_late_player(ref, 23), lag=-2 * P, missed={5})  # a gap, but far from the delay
+    with pytest.raises(AssertionError):
+        match_render(rec, ref, max_shift_periods=3)
+    with pytest.raises(AssertionError):
+        match_beats(rec, beats, max_shift_periods=3)
+
+
+def test_a_torn_block_is_accepted_right_after_a_gap_only():
+    ref, beats = _render()
+    for cycle, ok in ((24, True), (30, False)):  # 24: first cycle after the gap at 23
+        rec = _record(ref, lag=-2 * P, missed={23})
+        k = int(np.searchsorted(rec.frame, rec.frame[0] + cycle * P))
+        rec.data[k, :40] = 0.5  # half old, half new buffer contents
+        if ok:
+            assert match_render(rec, ref, max_shift_periods=1)["torn"] == 1
+            with pytest.raises(AssertionError):
+                match_render(rec, ref, max_shift_periods=0)
+        else:
+            with pytest.raises(AssertionError):
+                match_render(rec, ref, max_shift_periods=3)
 
 
 @pytest.mark.parametrize("defect", ["click one sample late", "dropped block", "lost click"])

@@ -289,18 +289,29 @@ def _record_main(port, seconds, path):
     np.savez(path, data=data[:k], frame=frame[:k], period=period, samplerate=sr)
 
 
+#: Recorded cycles right after a recorder gap that may hold a torn block (see match_render).
+TORN_AFTER_GAP = 2
+
+
 def match_render(rec: Recording, ref, max_shift_periods: int):
     """Check every recorded cycle against the offline render ``ref`` (one channel) at its server-frame position.
 
     Recorded cycle ``k`` must equal ``ref[frame[k] - lag : ... + period]`` exactly (same kernel, same float32
     bits; past the render's end the player plays silence).  ``lag`` (where the player's sample 0 fell on server
-    time) is tried at every click of the render that could be the first one recorded; it may grow by whole periods
-    only, each a cycle in which the server did not run the player (JACK logs those as xruns, so callers bound
-    ``lag_steps`` by the server's log), at most ``max_shift_periods`` in all.  Cycles the recorder missed are
-    known from the stamps and simply absent: nothing is inferred from click intervals and there is no tolerance.
+    time) is tried at every click of the render that could be the first one recorded.
 
-    Returns a dict: ``cycles`` compared, ``sounding`` cycles among them (not all zero), ``lag_steps`` (whole periods
-    the player fell behind server time), ``lag0`` and ``clicks`` (onsets seen whole, on cycles the recorder ran).
+    What a late player does to the recording, and what is therefore accepted: when the server does not run the
+    player in a cycle (an xrun: "client = PortAudio was not finished"), the recorder, whose input is the player's
+    output, is not run in that cycle either, so a player delay always sits at a *gap* of the recording (in every
+    loaded run measured, the lag steps were at recorder gaps).  So ``lag`` may change by whole periods only at the
+    first cycle after a gap that shows it (silence matching both lags cannot; it is re-checked under the new lag), in
+    all by at most ``max_shift_periods`` periods (callers pass the player's underflow count, bounded by the
+    server's xrun log); and the first ``TORN_AFTER_GAP`` cycles after a gap may hold a block torn by the late
+    player's buffer (counted as ``torn``, also within ``max_shift_periods``).  Everywhere else: exact.  Cycles the
+    recorder missed are known from its stamps and simply absent.
+
+    Returns a dict: ``cycles`` compared, ``sounding`` cycles among them (not all zero), ``lag_steps`` (whole
+    periods the lag changed by), ``torn``, ``lag0`` and ``clicks`` (onsets seen whole, on cycles the recorder ran).
     Raises AssertionError naming the first cycle that matches the render at no allowed lag.
     """
     ref = np.asarray(ref, dtype=np.float32)
@@ -316,13 +327,19 @@ def match_render(rec: Recording, ref, max_shift_periods: int):
             return res
         if best is None or res["failed_at"] > best["failed_at"]:
             best = res
-    k = best["failed_at"]
+    k, p = best["failed_at"], rec.period
     start = int(rec.frame[k] - best["lag"])
-    seg = _ref_block(ref, start, rec.period)
+    seg = _ref_block(ref, start, p)
     bad = [] if seg is None else list(np.flatnonzero(rec.data[k] != seg)[:5])
+    # Where this block does occur in the render near the expected place, to tell a shift from a torn block.
+    near = [(o - start) for o in range(max(0, start - 40 * p), min(len(ref) - p, start + 40 * p) + 1)
+            if rec.data[k].any() and np.array_equal(rec.data[k], ref[o:o + p])]
+    gaps = [int(rec.frame[j] - rec.frame[j - 1]) // p - 1 for j in range(max(1, k - 5), min(len(rec.frame), k + 3))]
     raise AssertionError(f"recorded cycle {k} of {len(rec.frame)} (server frame {rec.frame[k]}) is not the render "
-                         f"at sample {start} (best alignment; {best['lag_steps']} skipped player cycles used of "
-                         f"{max_shift_periods} allowed); first differing frames {bad}")
+                         f"at sample {start} (best alignment; lag changed by {best['lag_steps']} periods, "
+                         f"{best['torn']} torn, of {max_shift_periods} allowed); first differing frames {bad}; "
+                         f"it is the render at offsets {near[:6]} from there; cycles missed before cycles "
+                         f"{max(1, k - 5)}..: {gaps}")
 
 
 def _ref_block(ref, start, period):
@@ -337,21 +354,44 @@ def _ref_block(ref, start, period):
     return seg
 
 
-def _walk(rec, ref, lag, max_steps):
-    p, steps, sounding = rec.period, 0, 0
+def _matches(rec, ref, k, lag):
+    seg = _ref_block(ref, int(rec.frame[k] - lag), rec.period)
+    return seg is not None and np.array_equal(rec.data[k], seg)
+
+
+def _walk(rec, ref, lag, budget):
+    p, steps, torn, sounding = rec.period, 0, 0, 0
     lag0 = lag
+    open_since = None  # first cycle after the latest gap whose lag change is not yet seen (silence so far)
+    after_gap = TORN_AFTER_GAP  # cycles since the latest gap
     for k in range(len(rec.frame)):
         block = rec.data[k]
-        for extra in range(max_steps - steps + 1):
-            seg = _ref_block(ref, int(rec.frame[k] - lag - extra * p), p)
-            if seg is not None and np.array_equal(block, seg):
-                lag += extra * p
-                steps += extra
-                break
+        if k and rec.frame[k] - rec.frame[k - 1] > p:
+            open_since, after_gap = k, 0
         else:
-            return {"failed_at": k, "lag": lag, "lag_steps": steps}
-        sounding += bool(block.any())
-    return {"failed_at": None, "lag": lag, "lag0": lag0, "lag_steps": steps, "sounding": sounding}
+            after_gap += 1
+        if _matches(rec, ref, k, lag):
+            if block.any():
+                open_since = None
+            sounding += bool(block.any())
+            continue
+        moved = False
+        if open_since is not None:  # a gap came before, and this cycle shows the lag did change
+            left = budget - steps - torn
+            for e in sorted(range(-left, left + 1), key=abs):
+                if e and _matches(rec, ref, k, lag + e * p) and \
+                        all(_matches(rec, ref, j, lag + e * p) for j in range(open_since, k)):
+                    lag, steps, moved = lag + e * p, steps + abs(e), True
+                    break
+        if moved:
+            open_since = None
+            sounding += bool(block.any())
+            continue
+        if after_gap < TORN_AFTER_GAP and steps + torn < budget:
+            torn += 1
+            continue
+        return {"failed_at": k, "lag": lag, "lag_steps": steps, "torn": torn}
+    return {"failed_at": None, "lag": lag, "lag0": lag0, "lag_steps": steps, "torn": torn, "sounding": sounding}
 
 
 def match_beats(rec: Recording, beat_samples, max_shift_periods: int):
@@ -394,7 +434,9 @@ def _walk_beats(rec, present, on, beats, j0, lag, max_steps):
         j, found = idx[-1] + 1, None
         while j < len(beats) and found is None:
             for extra in range(max_steps - steps + 1):
-                if beats[j] + lag + extra * p == on[i]:
+                # A lag step is a cycle the server did not run the player, which the recorder then misses too
+                # (see match_render): only across a gap of the recording.
+                if beats[j] + lag + extra * p == on[i] and (extra == 0 or not present[on[i - 1]:on[i]].all()):
                     found = extra
                     break
             else:
