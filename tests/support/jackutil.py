@@ -34,28 +34,6 @@ def start_server(name, attempts=3):
     raise AssertionError(f"jackd -n {name} did not start: {log[-800:]}")
 
 
-def match_intervals(rec_onsets, ref_onsets, period, allow_longer=False):
-    """Align recorded onsets with reference onsets by their intervals.
-
-    Returns ``(shift, exact, off)``: ``rec_onsets[i]`` corresponds to ``ref_onsets[i + shift]``; ``exact`` is the
-    number of intervals that match to the sample, ``off`` the number that differ by whole periods: shorter when the
-    recorder was skipped for a cycle, longer (only with ``allow_longer``) when the server skipped the player's
-    thread for a cycle (JACK logs both as xruns; callers compare ``off`` with the server's log).
-    Raises AssertionError if no alignment explains every interval.
-    """
-    rec_int = np.diff(np.asarray(rec_onsets, dtype=np.int64))
-    ref_int = np.diff(np.asarray(ref_onsets, dtype=np.int64))
-    best = None
-    for shift in range(0, len(ref_int) - len(rec_int) + 1):
-        d = ref_int[shift:shift + len(rec_int)] - rec_int
-        ok = (d % period == 0) & ((d >= 0) | allow_longer)
-        if np.all(ok):
-            exact = int(np.count_nonzero(d == 0))
-            if best is None or exact > best[1]:
-                best = (shift, exact, int(np.count_nonzero(d)))
-    assert best is not None, "recorded click intervals are not the played ones (nor explained by skipped cycles)"
-    return best
-
 # ------------------------------------------------------------------------------------------------------------------
 # The server the tests run on (tests/run.sh starts it; DOWNBEAT_JACKD_LOG is its log)
 # ------------------------------------------------------------------------------------------------------------------
