@@ -274,6 +274,16 @@ class CourseExport:
     warnings: tuple = ()
 
 
+def _timer_event(message_cls, event_enum, event_type, timestamp_ms):
+    """The course's timer start/stop event (the fit-tool classes are passed in: fit-tool is imported lazily)."""
+    m = message_cls()
+    m.event = event_enum.TIMER
+    m.event_type = event_type
+    m.event_group = 0
+    m.timestamp = timestamp_ms
+    return m
+
+
 def _serial(profile, name: str) -> int:
     """A serial number that differs between courses (a device keys files by type, manufacturer, product and
     serial, FIT file-types guide), stable for the same course."""
@@ -354,12 +364,7 @@ def build_course(profile, planned_cues, samplerate: int, *, name: str | None = N
         m.end_position_long = float(track.lon_deg[fix[-1]])
     builder.add(m)
 
-    m = EventMessage()
-    m.event = Event.TIMER
-    m.event_type = EventType.START
-    m.event_group = 0
-    m.timestamp = t0
-    builder.add(m)
+    builder.add(_timer_event(EventMessage, Event, EventType.START, t0))
 
     for i in range(track.distance_m.size):
         r = RecordMessage()
@@ -385,12 +390,7 @@ def build_course(profile, planned_cues, samplerate: int, *, name: str | None = N
         c.course_point_name = p.name
         builder.add(c)
 
-    m = EventMessage()
-    m.event = Event.TIMER
-    m.event_type = EventType.STOP_DISABLE_ALL
-    m.event_group = 0
-    m.timestamp = t_end
-    builder.add(m)
+    builder.add(_timer_event(EventMessage, Event, EventType.STOP_DISABLE_ALL, t_end))
 
     return CourseExport(data=builder.build().to_bytes(), track=track, points=tuple(points),
                         warnings=tuple(warnings))
