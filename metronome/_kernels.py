@@ -63,6 +63,11 @@ CT_BEAT_END = 6  # no beat starts at or after this sample (< 0: never stop)
 CT_CEILING = 7  # output peak ceiling, linear (0.501 = -6 dBFS)
 CT_DUCK = 8  # click gain while speech plays (0.501 = -6 dB)
 CT_ACCENT_EVERY = 9  # accent every N beats (0: never)
+# Host monotonic time (CLOCK_MONOTONIC, integer ns held exactly in a float64 below 2**53 ns = 104 days of uptime) at
+# which the sensor thread received the reading behind CT_TARGET_BPM; 0: none.  Only the live C callback reads it
+# (to stamp when audio first reflects a reading: the sensor-to-sound figure); process_block never does, so offline
+# renders are unaffected.
+CT_READING_NS = 10
 CT_N = 16
 
 # Voice pool columns (int64 array [n_voices, 3]): clip id (-1 free), read position, kind (0 click, 1 cue)
@@ -488,9 +493,16 @@ P_STATS = P_PARAMS + 1
 P_TIMING = P_STATS + 1  # address, then its length
 P_CHANNELS = P_TIMING + 2
 P_N = P_CHANNELS + 1
-# stats (int64): output underflows, callbacks, frames
+# stats (int64): output underflows, callbacks, frames;
+# S_ANCHOR_NS / S_ANCHOR_POS: CLOCK_MONOTONIC ns at the start of the latest callback and the sample index it
+# produced first (maps the engine's sample clock to the host clock: where timing meets the outside world);
+# S_SEEN_READING_NS: the CT_READING_NS the callback last saw change, S_SEEN_CB_NS / S_SEEN_POS: when (callback start)
+# and from which sample audio first reflected it.  Writers publish the stamp last, so a reader that sees it
+# unchanged before and after reading the other two has a consistent triple.
 S_UNDERFLOWS, S_CALLBACKS, S_FRAMES = 0, 1, 2
-S_N = 8
+S_ANCHOR_NS, S_ANCHOR_POS = 3, 4
+S_SEEN_READING_NS, S_SEEN_CB_NS, S_SEEN_POS = 5, 6, 7
+S_N = 16
 PA_OUTPUT_UNDERFLOW = 0x4  # paOutputUnderflow in portaudio.h
 PA_CONTINUE = 0
 
@@ -509,9 +521,15 @@ def _pa_callback(inp, outp, frames, time_info, status, user):
     n = int(frames)
     params = carray(_voidptr(tbl[P_PARAMS]), (N_PARAMS,), np.float64)
     out = carray(outp, (n, tbl[P_CHANNELS]), np.float32)
-    process_block(out,
-                  carray(_voidptr(tbl[P_ST]), (tbl[P_ST + 1],), np.float64),
-                  carray(_voidptr(tbl[P_CTL]), (tbl[P_CTL + 1],), np.float64),
+    st = carray(_voidptr(tbl[P_ST]), (tbl[P_ST + 1],), np.float64)
+    ctl = carray(_voidptr(tbl[P_CTL]), (tbl[P_CTL + 1],), np.float64)
+    pos0 = np.int64(st[ST_POS])
+    reading_ns = np.int64(ctl[CT_READING_NS])
+    if reading_ns != stats[S_SEEN_READING_NS]:
+        stats[S_SEEN_CB_NS] = t0
+        stats[S_SEEN_POS] = pos0
+        stats[S_SEEN_READING_NS] = reading_ns  # published last
+    process_block(out, st, ctl,
                   carray(_voidptr(tbl[P_MAP_S]), (tbl[P_MAP_S + 1],), np.float64),
                   carray(_voidptr(tbl[P_MAP_B]), (tbl[P_MAP_B + 1],), np.float64),
                   carray(_voidptr(tbl[P_MAP_P]), (tbl[P_MAP_P + 1],), np.float64),
@@ -531,6 +549,8 @@ def _pa_callback(inp, outp, frames, time_info, status, user):
     timing[row, 0] = _monotonic_ns() - t0
     timing[row, 1] = n
     stats[S_FRAMES] += n
+    stats[S_ANCHOR_NS] = t0
+    stats[S_ANCHOR_POS] = pos0
     stats[S_CALLBACKS] = k + 1  # published last: a reader that sees k+1 sees the row
     return PA_CONTINUE
 

@@ -102,6 +102,7 @@ class LiveSession:
         self._last_cb, self._last_cb_t = -1, time.monotonic()
         self._bpm_lo, self._bpm_hi = float("inf"), float("-inf")
         self._live_cue = None
+        self.witness = None  # TimingWitness, from start()
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
     def start(self) -> "LiveSession":
@@ -112,6 +113,10 @@ class LiveSession:
             self.feed.start()
         self.player.start()
         self._last_cb_t = time.monotonic()
+        from .latency.witness import TimingWitness
+
+        eff_ms = self.output_latency()["output_latency_ms"]
+        self.witness = TimingWitness(self.player.stats, self.samplerate, 0.0 if eff_ms is None else eff_ms / 1e3)
         return self
 
     def poll(self) -> LiveStatus:
@@ -134,7 +139,7 @@ class LiveSession:
                                       tempo_changing=abs(engine.current_bpm - target_now) > 0.05):
                 engine.request_cue(self.plan.bank.index(req.clip_name), req.not_before_sample)
                 next_cue = f'"{req.text}" now'
-        self._count(engine.drain_events())
+        self._drain()
         finished = None
         if self.end_sample is not None and pos >= self.end_sample:
             finished = "end"
@@ -175,7 +180,7 @@ class LiveSession:
             self.feed.stop()
         if not abandon_stream:
             self.player.stop()
-        self._count(self.engine.drain_events())
+        self._drain()
         s = self.summary
         if self._bpm_lo <= self._bpm_hi:
             s["bpm_min"], s["bpm_max"] = round(self._bpm_lo, 4), round(self._bpm_hi, 4)
@@ -194,6 +199,8 @@ class LiveSession:
         if self.feed is not None:
             s["sensor"] = self.feed.summary()
         s.update(self.output_latency())
+        if self.witness is not None:
+            s.update(self.witness.summary())
         return s
 
     def output_latency(self) -> dict:
@@ -220,6 +227,16 @@ class LiveSession:
         """What a fresh process needs to continue this session (see ``resume`` above)."""
         counters = {k: int(self.summary.get(k, 0)) for k in RESUME_COUNTERS}
         return {"position": int(self.engine.position), "bpm": float(self.engine.current_bpm), "counters": counters}
+
+    def _drain(self) -> None:
+        """Drain the kernel's events: count them, and hand beats and footfalls to the timing witness."""
+        events = self.engine.drain_events()
+        self._count(events)
+        if self.witness is not None:
+            core = self.feed.core if self.feed is not None else None
+            self.witness.poll([ev.sample for ev in events if ev.kind == "beat"],
+                              None if core is None else core.footfall_s, 0 if core is None else core.footfalls,
+                              time.monotonic())
 
     def _count(self, events) -> None:
         s = self.summary

@@ -248,6 +248,10 @@ def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_jso
                    + (f", output latency {summary['output_latency_ms']:.1f} ms"
                       + (" (measured)" if summary.get("output_offset_stored_ms") is not None else " (reported)")
                       if summary.get("output_latency_ms") is not None else "")
+                   + (f", sensor to sound {summary['sensor_to_sound_ms']['p50']:.1f} ms"
+                      if summary.get("sensor_to_sound_ms") else "")
+                   + (f", footfalls {summary['footfall_phase_ms']['median']:+.0f} ms from the click"
+                      if summary.get("footfall_phase_ms") else "")
                    + (f", stopped: {summary['stop_reason']}" if summary.get("stop_reason") else ""))
     if summary.get("error"):
         click.echo(f"downbeat: error: {summary['error']}", err=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .counters import S_ACCEPTED, S_CLOCK_RESETS, S_RATE_LIMITED, S_RECEIVED, S_REJECT_BASE, S_REORDERED, SensorStats
 from .filter import Fallback, FilterParams, GradeFilter
 from .position import Fix, fix_from_reading
@@ -62,6 +64,11 @@ class FeedState:
         return txt
 
 
+#: Footfall arrival times kept for the live session (a ring: at 200 steps/min and a 10 Hz poll, 256 slots hold
+#: 77 s of steps, far more than the session reads between two polls).
+FOOTFALL_RING = 256
+
+
 class FeedCore:
     """Rate limit + parse + reorder + filter + counters, on an injected clock.  No threads, no I/O.
 
@@ -85,6 +92,12 @@ class FeedCore:
         self.reorder_reset_s = float(reorder_reset_s)
         self.last_t_s: float | None = None
         self.last_reject: Reject | None = None
+        #: ``now_s`` of the latest accepted reading that can move the tempo (not a bare footfall); None before one.
+        self.last_reading_s: float | None = None
+        #: Footfall arrival times (``now_s``), single writer: slot ``n % FOOTFALL_RING`` is written, then
+        #: ``footfalls`` counts it (a reader that sees ``footfalls == n`` can read slots up to ``n - 1``).
+        self.footfall_s = np.zeros(FOOTFALL_RING, dtype=np.float64)
+        self.footfalls = 0
 
     def handle(self, item, now_s: float) -> Reading | Reject | None:
         """Process one item; returns the accepted Reading, the Reject, or None (rate-limited / reordered).
@@ -111,6 +124,13 @@ class FeedCore:
                 c[S_CLOCK_RESETS] += 1
             self.last_t_s = r.t_s
         c[S_ACCEPTED] += 1
+        if isinstance(r, Reading) and r.footfall:
+            self.footfall_s[self.footfalls % FOOTFALL_RING] = now_s
+            self.footfalls += 1
+            if (r.grade_pct is None and r.speed_mps is None and r.cadence_spm is None and r.distance_m is None
+                    and not r.has_position):
+                return r  # a bare step mark: nothing for the grade filter or the follower
+        self.last_reading_s = now_s
         if fix is None and isinstance(r, Reading) and r.has_position:
             fix = fix_from_reading(r)
         self.filter.push(r.as_reading() if isinstance(r, Fix) else r, now_s)

@@ -85,6 +85,8 @@ class SensorFeed:
         self.spec = spec
         self.ctl = ctl
         self.clock = clock
+        # Arrival stamps are meaningful to the audio callback only on its own clock (CLOCK_MONOTONIC).
+        self._stamps = clock is time.monotonic
         self.poll_s = float(poll_s)
         self.core = FeedCore(settings, fallback, rate_hz=rate_hz, burst=burst, params=params, on_position=on_position)
         self.source = source if source is not None else make_source(spec, clock)
@@ -172,6 +174,10 @@ class SensorFeed:
     def _publish(self, now_s: float) -> None:
         target = self.core.target_bpm(now_s)
         self.ctl[K.CT_TARGET_BPM] = target  # the one store the audio kernel sees
+        if self._stamps and self.core.last_reading_s is not None:
+            # When the reading behind this target arrived (CLOCK_MONOTONIC ns): the C callback notes the block
+            # that first reflects it, which gives the sensor-to-sound figure (metronome.latency.witness).
+            self.ctl[K.CT_READING_NS] = float(round(self.core.last_reading_s * 1e9))
         err = self._error or getattr(self.source, "last_error", None)
         addr = self.address
         self._state = self.core.snapshot(

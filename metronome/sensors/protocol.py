@@ -75,6 +75,9 @@ class Reading:
     lat_deg: float | None = None
     lon_deg: float | None = None
     accuracy_m: float | None = None
+    #: The message was sent at a foot strike (a foot pod's or a phone's step detector): its *arrival* time is the
+    #: footfall's time on the host clock, which the live session compares with the clicks the runner hears.
+    footfall: bool = False
 
     @property
     def has_position(self) -> bool:
@@ -95,13 +98,17 @@ def _number(value):
 
 
 def make_reading(*, grade_pct, t_s=None, speed_mps=None, cadence_spm=None, distance_m=None,
-                 elevation_m=None, lat_deg=None, lon_deg=None, accuracy_m=None) -> Reading | Reject:
+                 elevation_m=None, lat_deg=None, lon_deg=None, accuracy_m=None, footfall=False) -> Reading | Reject:
     """Validate field values (JSON-decoded or from a BLE decoder) into a :class:`Reading` or a :class:`Reject`.
 
     ``None`` means absent.  Ranges: ``|grade| <= 45 %``, speed ``0..15 m/s``, cadence ``0..300 /min``,
     distance ``0..1e7 m``, elevation ``-1000..10000 m``, ``lat`` -90..90 and ``lon`` -180..180 degrees (both or
-    neither), accuracy ``0..10000 m``; every number finite and not a bool.
+    neither), accuracy ``0..10000 m``; every number finite and not a bool; ``footfall`` a bool.
     """
+    if footfall is None:
+        footfall = False
+    if not isinstance(footfall, bool):
+        return Reject(RejectReason.NOT_NUMBER, f"footfall: {footfall!r:.40} is not true or false")
     out = {}
     for name, value in (("grade_pct", grade_pct), ("t", t_s), ("speed_mps", speed_mps),
                         ("cadence_spm", cadence_spm), ("distance_m", distance_m), ("elevation_m", elevation_m),
@@ -140,7 +147,7 @@ def make_reading(*, grade_pct, t_s=None, speed_mps=None, cadence_spm=None, dista
     if acc is not None and not (0.0 <= acc <= MAX_ACCURACY_M):
         return Reject(RejectReason.POSITION_RANGE, f"accuracy_m: {acc!r} is outside 0..{MAX_ACCURACY_M:g} m")
     return Reading(grade_pct=g, t_s=out["t"], speed_mps=v, cadence_spm=c, distance_m=d, elevation_m=e,
-                   lat_deg=lat, lon_deg=lon, accuracy_m=acc)
+                   lat_deg=lat, lon_deg=lon, accuracy_m=acc, footfall=footfall)
 
 
 class _NonFinite(ValueError):
@@ -156,8 +163,9 @@ def parse_message(data: bytes) -> Reading | Reject:
     """Parse one datagram/line of the sensor protocol.  Pure; never raises, whatever ``data`` holds.
 
     ``{"t"?: s, "grade_pct": float, "speed_mps"?, "cadence_spm"?, "distance_m"?, "elevation_m"?, "lat"?, "lon"?,
-    "accuracy_m"?}``; unknown keys are ignored and ``null`` means absent.  ``grade_pct`` may be left out only by a
-    message that carries a position (``lat`` and ``lon``: a phone knows where it is, not the slope).  See
+    "accuracy_m"?, "footfall"?: bool}``; unknown keys are ignored and ``null`` means absent.  ``grade_pct`` may be
+    left out only by a message that carries a position (``lat`` and ``lon``: a phone knows where it is, not the
+    slope) or marks a footfall (``"footfall": true``, sent by a step detector at each foot strike).  See
     :class:`RejectReason` for everything that is refused.
     """
     if isinstance(data, str):
@@ -180,9 +188,10 @@ def parse_message(data: bytes) -> Reading | Reject:
         return Reject(RejectReason.NOT_JSON, str(exc).splitlines()[0][:80] if str(exc) else "not JSON")
     if not isinstance(obj, dict):
         return Reject(RejectReason.NOT_OBJECT, f"top level is a JSON {type(obj).__name__}, not an object")
-    if obj.get("grade_pct") is None and (obj.get("lat") is None or obj.get("lon") is None):
+    if (obj.get("grade_pct") is None and (obj.get("lat") is None or obj.get("lon") is None)
+            and obj.get("footfall") is not True):
         return Reject(RejectReason.MISSING_GRADE, "grade_pct is missing")
     return make_reading(grade_pct=obj.get("grade_pct"), t_s=obj.get("t"), speed_mps=obj.get("speed_mps"),
                         cadence_spm=obj.get("cadence_spm"), distance_m=obj.get("distance_m"),
                         elevation_m=obj.get("elevation_m"), lat_deg=obj.get("lat"), lon_deg=obj.get("lon"),
-                        accuracy_m=obj.get("accuracy_m"))
+                        accuracy_m=obj.get("accuracy_m"), footfall=obj.get("footfall"))
