@@ -122,3 +122,12 @@ class CoursePlan:
             if ds.start_m > distance_m:
                 return ds
         return None
+
+
+def distance_at_sample(profile, samplerate: int):
+    """``sample -> course distance`` of a time-based session: where the plan's clock (recorded times or the pace
+    model) puts the runner, for the events CSV's ``distance_m`` column (0 for a course without distance)."""
+    t = np.asarray(profile.time_s, float)
+    d = np.asarray(profile.distance_m, float)
+    sr = float(samplerate)
+    return lambda sample: float(np.interp(sample / sr, t, d))
