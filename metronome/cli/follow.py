@@ -40,9 +40,8 @@ def render_follow_command(profile, out, events, blocksize, channels, subtype, qu
     from metronome.follow_session import plan_follow, render_follow
     from metronome.render import output_format
     from metronome.sensors.track_replay import load_track_fixes
-    from metronome.session import DEFAULT_RUNNER, load_profile
-
-    from .app import _plan_settings
+    from metronome.mix import EngineSettings
+    from metronome.session import DEFAULT_RUNNER, load_profile, tempo_settings_for
 
     output_format(out, subtype, samplerate)
     if not (1 <= blocksize <= 1 << 20):
@@ -55,7 +54,10 @@ def render_follow_command(profile, out, events, blocksize, channels, subtype, qu
         for line in outfiles.clean_stale_partials(folder):
             click.echo(f"downbeat: {line}", err=True)
     prof = load_profile(profile, runner=runner or DEFAULT_RUNNER)
-    ts, es = _plan_settings(prof, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, channels)
+    # As app._plan_settings (not imported: cli.app imports this module); each default lives in the dataclasses.
+    es = EngineSettings(samplerate=samplerate, channels=channels, ceiling_dbfs=ceiling_db, volume_db=volume_db,
+                        accent_every=accent_every)
+    ts = tempo_settings_for(prof, base_cadence, upper_cap)
     fixes = load_track_fixes(run)
     plan = plan_follow(prof, ts, es, cues=not no_cues, voice_pack=voice_pack)
     for w in plan.warnings:
