@@ -41,6 +41,8 @@ TRIGGERS = (
     "announce_decline",
     "announce_incline",
     "announce_flat",
+    "off_course",
+    "on_course",
 )
 
 #: The one placeholder a phrasing may contain: the grade of the terrain event, unsigned (``"6"``, ``"2.5"``).

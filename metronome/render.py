@@ -114,7 +114,7 @@ class RenderResult:
 def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = EngineSettings(), *,
            bank: ClipBank | None = None, cue_requests=(), events_path: str | None = None,
            blocksize: int = 65536, tail_s: float = 1.0, subtype: str | None = None, progress=None,
-           keep_events: bool = False) -> RenderResult:
+           keep_events: bool = False, control=None, live_tempo=None, event_distance=None) -> RenderResult:
     """Render a tempo map (and cues) to WAV/FLAC/OGG through the live kernel, streaming to disk.
 
     Memory is constant in the session length: one block buffer, the event ring and the output file handle.
@@ -124,8 +124,17 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
     cue_requests : iterable of (clip_index, not_before_sample)
         Sorted by sample. Each starts on the first beat at or after its sample.
     events_path : str, optional
-        CSV with one row per event: kind, sample, time_s, bpm, clip.
+        CSV with one row per event: kind, sample, time_s, bpm, clip, distance_m.
     progress : callable(frames_done, frames_total), optional
+    control : object, optional
+        Control steps inside the render (``render --follow``, :mod:`metronome.follow_render`): ``next_sample``
+        (int, or None when there are no more) and ``step(engine, sample)``, called with the audio rendered exactly
+        up to ``sample`` (so the output does not depend on the block size).
+    live_tempo : TempoSettings, optional
+        Run the engine in live mode (it slews toward ``ctl[CT_TARGET_BPM]``, which ``control`` sets), with these
+        slew and bpm bounds.
+    event_distance : callable(sample) -> float, optional
+        Course distance at an event's sample, for the ``distance_m`` column (empty without it).
     """
     import soundfile as sf
 
@@ -137,7 +146,11 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
     _, sub = output_format(out_path, subtype, settings.samplerate)
     outfiles.check_free_space({out_path: est.audio_bytes, **({events_path: est.events_bytes} if events_path else {})})
     total = tempo_map.end_sample + int(round(tail_s * settings.samplerate))
-    engine = Engine(tempo_map, settings, bank, stop_beats_at=tempo_map.end_sample)
+    if live_tempo is None:
+        engine = Engine(tempo_map, settings, bank, stop_beats_at=tempo_map.end_sample)
+    else:
+        engine = Engine(tempo_map, settings, bank, live=True, max_change_per_beat=live_tempo.max_change_per_beat,
+                        min_bpm=live_tempo.min_bpm, max_bpm=live_tempo.max_bpm, stop_beats_at=tempo_map.end_sample)
     # Time order: the kernel serves the ring head first, so an out-of-order request would hold back the others.
     requests = sorted(((int(c), int(s)) for c, s in cue_requests), key=lambda r: r[1])
     outs = []
@@ -175,13 +188,19 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
             try:
                 ef = open(outs[1].tmp, "w", newline="")
                 writer = csv.writer(ef)
-                writer.writerow(["kind", "sample", "time_s", "bpm", "clip"])
+                writer.writerow(["kind", "sample", "time_s", "bpm", "clip", "distance_m"])
             except OSError as exc:
                 raise outfiles.write_error(events_path, exc) from None
         done = 0
         ri = 0
         while done < total:
             n = min(chunk, total - done)
+            if control is not None:
+                # Control steps due now run before the audio after them; the chunk ends at the next one.
+                while control.next_sample is not None and control.next_sample <= done:
+                    control.step(engine, done)
+                if control.next_sample is not None:
+                    n = min(n, control.next_sample - done)
             # Queue every cue that could start in this chunk (it waits in the ring for its beat otherwise).
             ri = engine.queue_cues(requests, ri, done + n)
             view = buf[:n]
@@ -203,7 +222,8 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
                 else:
                     dropped += 1
                 if writer:
-                    rows.append([ev.kind, ev.sample, f"{ev.time_s:.6f}", f"{ev.bpm:.4f}", ev.clip])
+                    dist = "" if event_distance is None else f"{float(event_distance(ev.sample)):.1f}"
+                    rows.append([ev.kind, ev.sample, f"{ev.time_s:.6f}", f"{ev.bpm:.4f}", ev.clip, dist])
                 if keep_events:
                     kept.append(ev)
             if rows:

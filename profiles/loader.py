@@ -170,3 +170,29 @@ def load_profile(path_or_name, *, flat_pace_s_per_km=None, smoothing_m=None, use
         from .fit import read_fit
         raw = read_fit(data, display)
     return profile_from_track(raw, **kwargs)
+
+
+def read_track(path_or_name):
+    """The raw points of a GPX, FIT or TCX file, in recording order (:class:`~.track.RawTrack`), not resampled.
+
+    For replaying a recorded run as a live position feed (issue 14): the fixes keep their own timestamps, pauses
+    included, where :func:`load_profile` squeezes pauses out and resamples onto a 5 m grid.
+
+    Raises
+    ------
+    ProfileError
+        Not a track file (YAML courses have no recorded points), or anything :func:`load_profile` refuses to read.
+    """
+    path, _name, _source, display = resolve(path_or_name)
+    ext = path.suffix.lower()
+    if ext not in (".gpx", ".fit", ".tcx"):
+        raise ProfileError(f"{display}: a recorded track must be .gpx, .fit or .tcx, not {ext or '(none)'!r}")
+    data = _read_bytes(path, display)
+    if ext == ".gpx":
+        from .gpx import read_gpx
+        return read_gpx(data, display)
+    if ext == ".tcx":
+        from .tcx import read_tcx
+        return read_tcx(data, display)
+    from .fit import read_fit
+    return read_fit(data, display)

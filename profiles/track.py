@@ -437,3 +437,9 @@ def profile_from_track(raw: RawTrack, *, name: str, source: str, display: str, f
                        warnings=tuple(warnings), lat_deg=lat_grid, lon_deg=lon_grid)
     except ValueError as exc:  # the contract's own checks: report them like any other input problem
         raise ProfileError(f"{display}: {exc}") from None
+
+
+def track_distance_m(raw: RawTrack, display: str = "track") -> np.ndarray:
+    """Cumulative distance of each raw point, as :func:`profile_from_track` measures it (the profile's
+    ``distance_m`` axis): the device's own distance when it recorded one, else haversine between the points."""
+    return _cumulative_distance(raw, display)

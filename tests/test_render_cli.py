@@ -59,7 +59,7 @@ def test_render_onsets_equal_events_and_analytic_beats(course, tmp_path):
     x, sr = sf.read(out, dtype="float32")
     assert sr == SR and x.shape[1] == 2
     rows = read_events(ev)
-    assert list(rows[0]) == ["kind", "sample", "time_s", "bpm", "clip"]
+    assert list(rows[0]) == ["kind", "sample", "time_s", "bpm", "clip", "distance_m"]
     beats = np.array([int(r["sample"]) for r in rows if r["kind"] == "beat"])
     # Analytic: the tempo map's integral, solved independently by bisection.
     tm = tempo_map_from_profile(load_profile(str(course)), TempoSettings(), SR)

@@ -154,15 +154,24 @@ def _plan(profile_spec, base_cadence, samplerate, upper_cap, volume_db, ceiling_
               help="CSV of every scheduled event: kind, sample, time_s, bpm, clip.")
 @click.option("--blocksize", type=int, default=65536, show_default=True,
               help="Frames per kernel call, at least 64 (the output is bit-identical for any value).")
+@click.option("--follow", "follow", default=None, metavar="replay:RUN",
+              help="Render what `play` would have played following the runner of RUN (GPX/FIT/TCX with times).")
 @click.option("--channels", type=int, default=2, show_default=True)
 @click.option("--subtype", default=None, help="PCM_16 (default), PCM_24, FLOAT (WAV), VORBIS (OGG).")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @common_options
 def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, base_cadence, samplerate, upper_cap,
-           volume_db, ceiling_db, accent_every, flat_pace, runner, no_cues, voice_pack):
+           volume_db, ceiling_db, accent_every, flat_pace, runner, no_cues, voice_pack, follow=None):
     """Render PROFILE (a file or a bundled name) to an audio file, through the same kernel as `play`."""
+    if follow is not None:
+        from .follow import render_follow_command
+
+        return render_follow_command(profile, out, events, blocksize, channels, subtype, quiet, as_json, follow,
+                                     base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every,
+                                     runner, no_cues, voice_pack)
     from metronome import outfiles
+    from metronome.course_plan import distance_at_sample
     from metronome.engine import warm_kernels
     from metronome.render import output_format, render as do_render, render_estimate
 
@@ -193,7 +202,8 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
         progress = lambda done, total: bar.update(task, completed=done, total=total)  # noqa: E731
     try:
         res = do_render(plan.tempo_map, out, plan.engine_settings, bank=plan.bank, cue_requests=plan.cue_requests,
-                        events_path=events, blocksize=blocksize, subtype=subtype, progress=progress)
+                        events_path=events, blocksize=blocksize, subtype=subtype, progress=progress,
+                        event_distance=distance_at_sample(plan.profile, samplerate))
     finally:
         if bar is not None:
             bar.stop()
