@@ -4,7 +4,7 @@ Public API::
 
     load_library(path=None) -> CueLibrary
     load_voice_pack(pack_dir, library) -> VoicePack
-    VoiceBank(library, samplerate, voice='en-us', pack_dir=None, rate_wpm=175, cache_dir=None)
+    VoiceBank(library, samplerate, voice=None, pack_dir=None, rate_wpm=175, cache_dir=None)  (voice: ENGINE[:VOICE])
         .clip(cue_id, phrasing_index, fill=None) -> float32 ndarray;  .durations_samples() -> {(cue_id, idx): int}
     terrain_events(profile, rules=TerrainRules()) -> list[TerrainEvent]
     cue_events(profile, rules=TerrainRules()) -> list[TerrainEvent]   (terrain + a workout's incline changes)
@@ -12,7 +12,7 @@ Public API::
         -> list[PlannedCue]
     LivePlanner(library, clip_len_samples, samplerate, rules=PlannerRules()).update(sample, ...) -> list[CueRequest]
 
-``cues.voice`` (numpy + soundfile + espeak-ng) is imported lazily so that planning needs no audio stack.
+``cues.voice`` (numpy + soundfile + a speech engine, ``cues.tts``) is imported lazily so that planning needs no audio stack.
 """
 
 from .library import TRIGGERS, CueEntry, CueLibrary, VoicePack, load_library, load_voice_pack

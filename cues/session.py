@@ -7,7 +7,7 @@ from .planner import PlannerRules, plan_cues, templated_texts
 from .terrain import TerrainRules, cue_events
 
 
-def plan_profile_cues(profile, tempo_map, samplerate: int, voice_pack=None, *, library=None, voice: str = "en-us",
+def plan_profile_cues(profile, tempo_map, samplerate: int, voice_pack=None, *, library=None, voice=None,
                       rules: PlannerRules = PlannerRules(), terrain_rules: TerrainRules = TerrainRules(),
                       cache_dir=None):
     """Plan the cues of a known profile and synthesize the clips they use.
@@ -21,6 +21,8 @@ def plan_profile_cues(profile, tempo_map, samplerate: int, voice_pack=None, *, l
         Voice pack folder overriding synthesized speech.
     library : CueLibrary, optional
         Default: the bundled library.
+    voice : str or cues.tts.VoiceSpec, optional
+        ``ENGINE[:VOICE]``; default the best installed engine (:func:`cues.tts.parse_voice`).
 
     Returns
     -------
@@ -31,7 +33,7 @@ def plan_profile_cues(profile, tempo_map, samplerate: int, voice_pack=None, *, l
     Raises
     ------
     VoiceUnavailableError
-        espeak-ng is missing (a :class:`CueError`, hence an ``InputError``: the caller keeps the clicks).
+        No speech engine is installed (a :class:`CueError`, hence an ``InputError``: the caller keeps the clicks).
     CueError
         Bad library or voice pack.
     """

@@ -1,4 +1,5 @@
-"""Offline voice: espeak-ng (or a user voice pack) -> trimmed, resampled, normalised float32 clips, cached on disk.
+"""Offline voice: a speech engine (festival, flite or espeak-ng, :mod:`cues.tts`) or a user voice pack -> trimmed,
+resampled, normalised float32 clips, cached on disk.
 
 Everything here runs before the audio starts (never in the audio callback), so clarity wins over speed: the
 resampler is a plain windowed-sinc interpolator evaluated at the exact rational output positions.
@@ -21,45 +22,41 @@ import hashlib
 import json
 import math
 import os
-import re
-import shutil
-import subprocess
-import tempfile
+import shutil  # noqa: F401  (tests patch ``cues.voice.shutil.which`` to hide every engine)
+import subprocess  # noqa: F401  (tests patch ``cues.voice.subprocess.run`` to prove a cache hit runs nothing)
 from pathlib import Path
 
 import numpy as np
 
 from metronome.errors import CueError
 
+from . import tts
 from .library import CueLibrary, load_voice_pack
+from .tts import VoiceSpec, VoiceUnavailableError, _read_audio, espeak_wav, festival_wav, flite_wav, parse_voice
+
+__all__ = ["VoiceBank", "VoiceSpec", "VoiceUnavailableError", "synthesize", "resample", "trim_silence",
+           "finish_clip", "cache_key", "default_cache_dir", "load_recording", "check_recording", "parse_voice",
+           "espeak_wav", "festival_wav", "flite_wav"]
 
 #: Bump when anything that changes the produced samples changes: old cache entries are then simply not found.
 ENGINE_VERSION = "downbeat-voice-1"
 PEAK_LEVEL = 0.35
 MAX_CLIP_S = 2.5
 DEFAULT_RATE_WPM = 175
-MAX_RATE_WPM = 260  # beyond ~260 wpm espeak-ng speech stops being intelligible while running
+MAX_RATE_WPM = 260  # beyond ~260 wpm synthesized speech stops being intelligible while running
 FADE_S = 0.005
 TRIM_THRESHOLD_DB = -40.0  # relative to the clip's peak
 TRIM_PAD_S = 0.010
-ESPEAK_TIMEOUT_S = 30.0
 # A voice-pack recording is checked before it is read (it is read whole, as float64): cues are at most 2.5 s once
 # trimmed, so 10 s leaves room for silence around the words, and 32 MiB holds 10 s of 8-channel 96 kHz 32-bit audio
 # (issue 12.10: a 400 MB WAV was read whole, 3.4 GB RSS, and accepted).
 MAX_RECORDING_S = 10.0
 MAX_RECORDING_BYTES = 32 * 1024 * 1024
 MAX_RECORDING_CHANNELS = 8
-ESPEAK_MISSING = "espeak-ng not found: install it with 'apt-get install espeak-ng'"
 
 #: The value a ``{grade}`` phrasing is spoken with when no value is given: the longest to say of the values a
 #: treadmill shows (two digits and a half, "twelve point five").
 TEMPLATE_EXAMPLE_FILL = "12.5"
-
-_VOICE_RE = re.compile(r"^[A-Za-z0-9_+\-]{1,40}$")
-
-
-class VoiceUnavailableError(CueError):
-    """espeak-ng is not installed: callers catch this and continue with clicks only."""
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -167,9 +164,11 @@ def default_cache_dir() -> Path:
     return root / "downbeat" / "voice"
 
 
-def cache_key(text: str, voice: str, rate_wpm: int, samplerate: int) -> str:
-    """sha256 over everything that determines the clip's samples."""
-    blob = json.dumps({"engine": ENGINE_VERSION, "text": text, "voice": voice, "rate_wpm": int(rate_wpm),
+def cache_key(text: str, voice, rate_wpm: int, samplerate: int) -> str:
+    """sha256 over everything that determines the clip's samples (``voice``: a spec, ``ENGINE[:VOICE]``)."""
+    vs = voice if isinstance(voice, VoiceSpec) else parse_voice(voice)
+    blob = json.dumps({"engine": ENGINE_VERSION, "tts": vs.engine, "text": text, "voice": vs.voice,
+                       "rate_wpm": int(rate_wpm),
                        "samplerate": int(samplerate), "max_clip_s": MAX_CLIP_S, "peak": PEAK_LEVEL},
                       sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
@@ -200,44 +199,23 @@ def _cache_write(path: Path, arr: np.ndarray) -> None:
 # ------------------------------------------------------------------------------------------------------------------
 # Synthesis
 # ------------------------------------------------------------------------------------------------------------------
-def find_espeak() -> str:
-    """Path of the espeak-ng executable, or :class:`VoiceUnavailableError` with the install hint."""
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        raise VoiceUnavailableError(ESPEAK_MISSING)
-    return exe
+#: The engines' speak functions, looked up by name at call time (tests replace them with fakes).
+_SPEAKERS = {"espeak-ng": "espeak_wav", "festival": "festival_wav", "flite": "flite_wav"}
 
 
-def _read_audio(path) -> tuple[np.ndarray, int]:
-    import soundfile as sf  # imported here: only needed when a clip is actually synthesized/loaded
-
+def _speak(vs: VoiceSpec, text: str, rate_wpm: int):
+    """Raw speech of ``text`` by ``vs``; a missing engine is an error if it was asked for, else clicks only."""
     try:
-        data, sr = sf.read(str(path), dtype="float64", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise CueError(f"{path}: cannot read audio: {exc}") from None
-    return data.mean(axis=1), int(sr)
+        return globals()[_SPEAKERS[vs.engine]](text, vs.voice, rate_wpm)
+    except VoiceUnavailableError:
+        if vs.explicit:
+            raise CueError(f"--voice: {tts.missing_message(vs.engine)}") from None
+        if tts.best_installed() is None:
+            raise VoiceUnavailableError(tts.none_installed_message()) from None
+        raise
 
 
-def espeak_wav(text: str, voice: str, rate_wpm: int) -> tuple[np.ndarray, int]:
-    """Speak ``text`` with espeak-ng into a temporary WAV; return (samples, samplerate)."""
-    exe = find_espeak()
-    with tempfile.TemporaryDirectory(prefix="downbeat-espeak-") as tmpdir:
-        out = os.path.join(tmpdir, "out.wav")
-        # Text goes through stdin, never argv: a phrasing starting with '-' must not become an option.
-        try:
-            proc = subprocess.run([exe, "-w", out, "-v", voice, "-s", str(int(rate_wpm)), "--stdin"],
-                                  input=text.encode("utf-8"), capture_output=True, timeout=ESPEAK_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise CueError(f"espeak-ng timed out after {ESPEAK_TIMEOUT_S:.0f} s speaking {text!r}") from None
-        except OSError as exc:
-            raise VoiceUnavailableError(f"{ESPEAK_MISSING} ({exc})") from None
-        if proc.returncode != 0 or not os.path.exists(out):
-            msg = (proc.stderr.decode("utf-8", "replace").strip().splitlines() or ["no message"])[0]
-            raise CueError(f"espeak-ng failed (voice {voice!r}) for {text!r}: {msg}")
-        return _read_audio(out)
-
-
-def synthesize(text: str, samplerate: int, voice: str = "en-us", rate_wpm: int = DEFAULT_RATE_WPM,
+def synthesize(text: str, samplerate: int, voice=None, rate_wpm: int = DEFAULT_RATE_WPM,
                cache_dir=None, what: str | None = None) -> np.ndarray:
     """A finished clip (see the module docstring) for ``text``, from the cache when possible.
 
@@ -246,8 +224,8 @@ def synthesize(text: str, samplerate: int, voice: str = "en-us", rate_wpm: int =
     text : str
     samplerate : int
         Session sample rate of the returned clip.
-    voice : str
-        espeak-ng voice name (``espeak-ng --voices``).
+    voice : str or VoiceSpec, optional
+        ``ENGINE[:VOICE]`` (:func:`cues.tts.parse_voice`); default the best installed engine.
     rate_wpm : int
         Requested speech rate, words per minute; raised automatically (up to :data:`MAX_RATE_WPM`) if the
         phrasing would be longer than :data:`MAX_CLIP_S`.
@@ -259,26 +237,25 @@ def synthesize(text: str, samplerate: int, voice: str = "en-us", rate_wpm: int =
     Raises
     ------
     VoiceUnavailableError
-        espeak-ng is not installed (and the clip is not cached).
+        No engine chosen by default is installed (and the clip is not cached).
     CueError
-        The phrasing cannot be spoken within 2.5 s, or espeak-ng failed.
+        The phrasing cannot be spoken within 2.5 s, the engine failed, or an engine asked for is missing.
     """
-    if not _VOICE_RE.match(voice or ""):
-        raise CueError(f"--voice: {voice!r} is not an espeak-ng voice name")
+    vs = voice if isinstance(voice, VoiceSpec) else parse_voice(voice)
     if not (isinstance(rate_wpm, (int, np.integer)) and 80 <= rate_wpm <= MAX_RATE_WPM):
         raise CueError(f"--rate: {rate_wpm!r} is not an integer in 80..{MAX_RATE_WPM} words per minute")
     cdir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = cdir / f"{cache_key(text, voice, rate_wpm, samplerate)}.npy"
+    path = cdir / f"{cache_key(text, vs, rate_wpm, samplerate)}.npy"
     cached = _cache_read(path)
     if cached is not None:
         return cached
     rate = int(rate_wpm)
     max_samples = int(MAX_CLIP_S * samplerate)
     while True:
-        raw, sr = espeak_wav(text, voice, rate)
+        raw, sr = _speak(vs, text, rate)
         trimmed = trim_silence(raw, sr)
         if trimmed.size == 0:
-            raise CueError(f"{what or repr(text)}: espeak-ng produced silence")
+            raise CueError(f"{what or repr(text)}: {vs.engine} produced silence")
         clip = finish_clip(resample(trimmed, sr, samplerate), samplerate)
         if clip.size <= max_samples:
             break
@@ -348,8 +325,8 @@ class VoiceBank:
     library : CueLibrary
     samplerate : int
         Session sample rate.
-    voice : str
-        espeak-ng voice.
+    voice : str or VoiceSpec, optional
+        ``ENGINE[:VOICE]`` (:func:`cues.tts.parse_voice`); default the best installed engine.
     pack_dir : path, optional
         Voice pack folder whose recordings override synthesized speech (validated on construction).
     rate_wpm : int
@@ -360,15 +337,13 @@ class VoiceBank:
     Clip arrays are returned read-only: the same array is shared by every caller and by the kernel's bank.
     """
 
-    def __init__(self, library: CueLibrary, samplerate: int, voice: str = "en-us", pack_dir=None,
+    def __init__(self, library: CueLibrary, samplerate: int, voice=None, pack_dir=None,
                  rate_wpm: int = DEFAULT_RATE_WPM, cache_dir=None):
         if not (isinstance(samplerate, (int, np.integer)) and 8000 <= samplerate <= 384000):
             raise CueError(f"--samplerate: {samplerate!r} is not an integer in 8000..384000")
-        if not _VOICE_RE.match(voice or ""):
-            raise CueError(f"--voice: {voice!r} is not an espeak-ng voice name")
         self.library = library
         self.samplerate = int(samplerate)
-        self.voice = voice
+        self.voice = voice if isinstance(voice, VoiceSpec) else parse_voice(voice)
         self.rate_wpm = int(rate_wpm)
         self.cache_dir = cache_dir
         self.pack = load_voice_pack(pack_dir, library) if pack_dir is not None else None

@@ -64,10 +64,11 @@ def tempo_settings_for(profile, base_cadence=None, upper_cap: float = TempoSetti
 
 def plan_session(profile, tempo_settings: TempoSettings | None = None,
                  engine_settings: EngineSettings = EngineSettings(), *, cues: bool = True,
-                 voice_pack: str | None = None) -> SessionPlan:
+                 voice_pack: str | None = None, voice=None) -> SessionPlan:
     """Build the tempo map and, unless ``cues`` is False, the cue plan and voice clips for a profile.
 
-    A missing speech engine is not fatal: the session keeps its clicks and the reason is returned in
+    ``voice`` is the speech engine and voice, ``ENGINE[:VOICE]`` (``--voice``; default the best installed, see
+    :mod:`cues.tts`).  A missing speech engine is not fatal: the session keeps its clicks and the reason is returned in
     ``warnings`` for the CLI to print, after the profile's own warnings (``Profile.warnings``).
     """
     if tempo_settings is None:
@@ -80,7 +81,8 @@ def plan_session(profile, tempo_settings: TempoSettings | None = None,
         from cues.voice import VoiceUnavailableError
 
         try:
-            cue_clips, planned = plan_profile_cues(profile, tm, engine_settings.samplerate, voice_pack=voice_pack)
+            cue_clips, planned = plan_profile_cues(profile, tm, engine_settings.samplerate, voice_pack=voice_pack,
+                                                   voice=voice)
         except VoiceUnavailableError as exc:
             # No speech engine: the runner still gets the metronome.  (A bad voice pack or library is bad input
             # and propagates: exit 2.)
@@ -100,7 +102,7 @@ OPEN_SESSION_S = 24 * 3600.0
 
 def plan_live_session(profile, tempo_settings: TempoSettings, engine_settings: EngineSettings, *,
                       follows_feed: bool, cues: bool = True, voice_pack: str | None = None,
-                      duration_s: float | None = None) -> SessionPlan:
+                      duration_s: float | None = None, voice=None) -> SessionPlan:
     """The plan of a live session: a profile's plan, or a constant map at the base cadence without a profile.
 
     With a live feed the runner's position on a profile is not known from the clock, so the profile's time-based
@@ -109,7 +111,8 @@ def plan_live_session(profile, tempo_settings: TempoSettings, engine_settings: E
     """
     es = engine_settings
     if profile is not None:
-        plan = plan_session(profile, tempo_settings, es, cues=cues and not follows_feed, voice_pack=voice_pack)
+        plan = plan_session(profile, tempo_settings, es, cues=cues and not follows_feed, voice_pack=voice_pack,
+                            voice=voice)
     else:
         tm = TempoMap.constant(tempo_settings.base_cadence_spm, es.samplerate, duration_s or OPEN_SESSION_S)
         plan = SessionPlan(None, tempo_settings, es, tm, click_bank(es.samplerate, settings=es))
@@ -125,7 +128,7 @@ def plan_live_session(profile, tempo_settings: TempoSettings, engine_settings: E
 
     library = load_library()
     try:
-        clips = VoiceBank(library, es.samplerate, pack_dir=voice_pack).clips()
+        clips = VoiceBank(library, es.samplerate, voice=voice, pack_dir=voice_pack).clips()
     except VoiceUnavailableError as exc:  # no speech engine: clicks only (a bad voice pack is still exit 2)
         return replace(plan, warnings=plan.warnings + (f"cues disabled: {exc}",))
     named = [(clip_name(cid, idx), clip) for (cid, idx), clip in sorted(clips.items())]

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libportaudio2 jackd2 espeak-ng libsndfile1 python3-venv gpsd gpsd-clients)
+APT_PACKAGES=(libportaudio2 jackd2 espeak-ng festival festvox-us-slt-hts flite libsndfile1 python3-venv gpsd gpsd-clients)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

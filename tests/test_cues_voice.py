@@ -148,15 +148,16 @@ def test_cache_dir_follows_xdg(monkeypatch, tmp_path):
 
 
 def test_cache_key_covers_every_input():
-    base = V.cache_key("Hi.", "en-us", 175, 48000)
-    others = {V.cache_key("Hi!", "en-us", 175, 48000), V.cache_key("Hi.", "en-gb", 175, 48000),
-              V.cache_key("Hi.", "en-us", 180, 48000), V.cache_key("Hi.", "en-us", 175, 44100)}
-    assert base not in others and len(others) == 4
+    base = V.cache_key("Hi.", "espeak-ng:en-us", 175, 48000)
+    others = {V.cache_key("Hi!", "espeak-ng:en-us", 175, 48000), V.cache_key("Hi.", "espeak-ng:en-gb", 175, 48000),
+              V.cache_key("Hi.", "espeak-ng:en-us", 180, 48000), V.cache_key("Hi.", "espeak-ng:en-us", 175, 44100),
+              V.cache_key("Hi.", "flite:slt", 175, 48000), V.cache_key("Hi.", "festival", 175, 48000)}
+    assert base not in others and len(others) == 6
 
 
 def test_corrupt_cache_entry_is_resynthesized(tmp_path, monkeypatch):
     sr = 16000
-    key = V.cache_key("Hello.", "en-us", 175, sr)
+    key = V.cache_key("Hello.", "espeak-ng:en-us", 175, sr)
     (tmp_path / f"{key}.npy").write_bytes(b"not a numpy file")
     monkeypatch.setattr(V, "espeak_wav", lambda text, voice, rate: (0.5 * _sine(300.0, 22050, 1.0), 22050))
     clip = V.synthesize("Hello.", sr, cache_dir=tmp_path)
@@ -169,7 +170,8 @@ def test_missing_espeak_is_a_clear_cue_error(tmp_path, monkeypatch):
     with pytest.raises(V.VoiceUnavailableError) as info:
         V.synthesize("Quicker steps.", 48000, cache_dir=tmp_path)
     assert isinstance(info.value, CueError)
-    assert str(info.value) == "espeak-ng not found: install it with 'apt-get install espeak-ng'"
+    assert str(info.value) == ("no speech engine found (festival, flite, espeak-ng): install one with 'apt-get "
+                               "install festival festvox-us-slt-hts' (most natural) or 'apt-get install espeak-ng'")
     bank = V.VoiceBank(load_library(), 48000, cache_dir=tmp_path)
     with pytest.raises(V.VoiceUnavailableError, match="apt-get install espeak-ng"):
         bank.durations_samples()
@@ -201,7 +203,7 @@ def test_too_long_even_at_max_rate_is_an_error(tmp_path, monkeypatch):
 
 def test_bad_voice_and_rate_are_rejected(tmp_path):
     with pytest.raises(CueError, match="--voice: 'en us; rm -rf' is not an espeak-ng voice name"):
-        V.synthesize("Hi.", 48000, voice="en us; rm -rf", cache_dir=tmp_path)
+        V.synthesize("Hi.", 48000, voice="espeak-ng:en us; rm -rf", cache_dir=tmp_path)
     with pytest.raises(CueError, match="--rate"):
         V.synthesize("Hi.", 48000, rate_wpm=20, cache_dir=tmp_path)
 
@@ -215,7 +217,7 @@ def test_text_starting_with_dash_is_spoken_not_parsed_as_option(tmp_path):
 @needs_espeak
 def test_espeak_failure_names_the_voice(tmp_path):
     with pytest.raises(CueError, match=r"espeak-ng failed \(voice 'xx-nosuchvoice'\)"):
-        V.synthesize("Hello.", 16000, voice="xx-nosuchvoice", cache_dir=tmp_path)
+        V.synthesize("Hello.", 16000, voice="espeak-ng:xx-nosuchvoice", cache_dir=tmp_path)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ from click.testing import CliRunner
 
 from metronome.cli import doctor as D
 
-EXPECTED_NAMES = ["python packages", "render", "output formats", "numba cache", "espeak-ng", "voice cache",
+EXPECTED_NAMES = ["python packages", "render", "output formats", "numba cache", "festival", "flite", "espeak-ng",
+                  "voice cache",
                   "portaudio", "audio outputs", "jack server", "pipewire server", "pulseaudio server"]
 
 
@@ -101,9 +102,39 @@ def test_missing_espeak_fails_render_with_the_apt_command(monkeypatch, tmp_path)
     assert code == 1 and report["render_ok"] is False
     assert by["espeak-ng"]["status"] == "fail"
     assert by["espeak-ng"]["fix"].endswith("apt-get install espeak-ng")
+    assert by["festival"]["status"] == "fail" and by["festival"]["fix"].endswith("install festival festvox-us-slt-hts")
+    assert by["flite"]["status"] == "fail" and by["flite"]["fix"].endswith("apt-get install flite")
     # Client tools that are not there are reported, not guessed about.
     assert by["pulseaudio server"]["status"] in ("info", "warn")
     assert "not installed" in by["jack server"]["detail"]
+
+
+def test_speech_engines_found_are_listed_and_the_others_come_with_their_apt_packages(monkeypatch, tmp_path):
+    """Only espeak-ng on PATH: it speaks and is the default; festival and flite are listed with how to install."""
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("espeak-ng is required (tests/run.sh installs it)")
+    only = tmp_path / "bin"
+    only.mkdir()
+    (only / "espeak-ng").symlink_to(shutil.which("espeak-ng"))
+    monkeypatch.setenv("PATH", str(only))
+    monkeypatch.delenv("DOWNBEAT_VOICE")
+    by = {c.name: c for c in D.check_speech()}
+    assert list(by) == ["festival", "flite", "espeak-ng"]
+    assert by["espeak-ng"].status == "ok" and "spoke" in by["espeak-ng"].detail
+    assert "the default voice (espeak-ng:en-us)" in by["espeak-ng"].detail
+    assert by["festival"].status == "info" and by["festival"].fix.endswith("apt-get install festival festvox-us-slt-hts")
+    assert "apt-get install festival festvox-us-slt-hts" in by["festival"].detail  # info lines print no fix
+    assert by["flite"].status == "info" and by["flite"].fix.endswith("apt-get install flite")
+    assert D.verdict(list(by.values()))["render_ok"] is True
+
+
+def test_every_installed_engine_speaks_and_the_best_is_the_default(monkeypatch):
+    """Here (and on CI: tests/run.sh installs all three) every engine speaks; festival HTS is the default."""
+    monkeypatch.delenv("DOWNBEAT_VOICE")
+    by = {c.name: c for c in D.check_speech()}
+    assert all(c.status == "ok" and "spoke" in c.detail for c in by.values()), by
+    assert "the default voice (festival:cmu_us_slt_arctic_hts)" in by["festival"].detail
+    assert "default" not in by["flite"].detail and "default" not in by["espeak-ng"].detail
 
 
 def test_missing_portaudio_is_a_warning_naming_libportaudio2(monkeypatch, tmp_path):

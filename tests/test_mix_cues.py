@@ -133,3 +133,76 @@ def test_bad_voice_pack_is_bad_input_not_a_silent_fallback(tmp_path):
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "manifest.yaml" in r.stderr and "Traceback" not in r.stderr
     assert not out.exists()
+
+
+#: Two cues a short descent always gets: the announcement before it and a core cue at its start.
+TINY_LIBRARY = """version: 1
+cues:
+  - id: descent_ahead
+    trigger: announce_descent
+    priority: 90
+    safety: true
+    cooldown_s: 30
+    phrasings: ["Descent ahead."]
+  - id: lean_forward
+    trigger: descent_start
+    priority: 60
+    core: true
+    cooldown_s: 120
+    phrasings: ["Lean slightly forward from the ankles."]
+"""
+
+
+@pytest.mark.parametrize("engine", ["festival", "flite", "espeak-ng"])
+def test_a_cue_spoken_by_each_engine_is_exactly_its_clip_in_its_planned_window(engine, tmp_path):
+    """Per engine, FLOAT renders: a render with silenced clicks holds, in each planned window, exactly the engine's
+    clip times its gain (bit for bit) and nothing elsewhere; the cue render is that speech plus the ducked
+    clicks-only render inside the windows, and no louder than the clicks-only render outside them."""
+    from cues import tts
+    from cues.library import load_library
+    from cues.session import plan_profile_cues
+    from cues.voice import VoiceBank
+    from metronome.mix import click_bank, db_to_gain
+    from metronome.session import tempo_settings_for
+    from metronome.tempo import tempo_map_from_profile
+
+    if not tts.installed(engine):
+        pytest.fail(f"{engine} is required for this test (tests/run.sh installs {tts.APT_PACKAGES[engine]})")
+    (tmp_path / "lib.yaml").write_text(TINY_LIBRARY)
+    lib = load_library(str(tmp_path / "lib.yaml"))
+    course = tmp_path / "c.yaml"
+    course.write_text("segments: [{distance_m: 100, grade_pct: 0}, {distance_m: 300, grade_pct: -10}]")
+    profile = load_profile(str(course))
+    es = EngineSettings(channels=1)
+    tm = tempo_map_from_profile(profile, tempo_settings_for(profile), SR)
+    cache = tmp_path / "cache"
+    clips, planned = plan_profile_cues(profile, tm, SR, library=lib, voice=engine, cache_dir=cache)
+    assert {c.cue_id for c in planned} == {"descent_ahead", "lean_forward"}
+    bank = click_bank(SR, clips, es)
+    requests = [(bank.index(c.clip_name), c.start_sample) for c in planned]
+
+    def rendered(name, b, reqs):
+        render(tm, str(tmp_path / name), es, bank=b, cue_requests=reqs, subtype="FLOAT")
+        return sf.read(str(tmp_path / name), dtype="float32")[0]
+
+    full = rendered("full.wav", bank, requests)
+    clicks = rendered("clicks.wav", bank, [])
+    speech = rendered("speech.wav", with_silent_clicks(bank), requests)
+    lv = mix_levels(es)
+    voice_bank = VoiceBank(lib, SR, voice=engine, cache_dir=cache)  # the engine's clips, from its cache
+    windows = np.zeros(full.size, bool)
+    for cue in planned:
+        clip = voice_bank.clip(cue.cue_id, cue.phrasing_index)
+        expected = clip * np.float32(lv["speech"] / float(np.max(np.abs(clip))))  # its gain, as click_bank sets it
+        w = slice(cue.start_sample, cue.start_sample + clip.size)
+        windows[w] = True
+        assert np.array_equal(speech[w], expected), f"{engine}: {cue.cue_id} is not its clip sample for sample"
+        np.testing.assert_allclose(full[w], speech[w] + clicks[w] * np.float32(db_to_gain(es.duck_db)), atol=1e-6)
+    # Outside the windows only clicks sound (the duck's release lowers the first few after a cue): no speech.
+    out_full, out_clicks = full[~windows], clicks[~windows]
+    assert not out_full[out_clicks == 0].any(), f"{engine}: speech outside the planned windows"
+    assert np.all(np.abs(out_full) <= np.abs(out_clicks)) and not speech[~windows].any()
+    if engine != "espeak-ng":  # really this engine's voice, not espeak-ng's under another name
+        other = VoiceBank(lib, SR, voice="espeak-ng", cache_dir=cache).clip("descent_ahead", 0)
+        mine = voice_bank.clip("descent_ahead", 0)
+        assert mine.size != other.size or not np.array_equal(mine, other)

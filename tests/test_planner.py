@@ -837,7 +837,7 @@ def test_treadmill_clips_are_synthesized_per_value(tmp_path):
     # Each value is its own clip, cached under its own words.
     for g in ("3", "6", "9"):
         text = f"Decline {g} percent in 10 seconds."
-        assert (tmp_path / f"{cache_key(text, 'en-us', 175, sr)}.npy").exists()
+        assert (tmp_path / f"{cache_key(text, 'espeak-ng:en-us', 175, sr)}.npy").exists()
     assert len({by_name[n].tobytes() for n in names}) == 3
 
 

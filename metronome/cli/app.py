@@ -96,6 +96,20 @@ def cli(ctx):
         click.echo(GUIDE.format(bundled=_bundled()), nl=False)
 
 
+VOICE_HELP = ("Speech engine and voice of the cues: festival, flite or espeak-ng, e.g. flite:slt "
+              "(default: the best installed, festival > flite > espeak-ng; `downbeat doctor` lists them).")
+
+
+def voice_spec(voice):
+    """``--voice`` parsed and checked (engine installed, voice known) before any work: exit 2 naming it."""
+    from cues.tts import check_voice, parse_voice
+
+    vs = parse_voice(voice)
+    if vs.explicit:
+        check_voice(vs)
+    return vs
+
+
 _common = [
     click.option("--base-cadence", type=float, default=None, metavar="SPM",
                  help="Your cadence on the flat, steps per minute (default: the profile's, else 170)."),
@@ -114,6 +128,7 @@ _common = [
                  help="Runner profile from `downbeat learn` (default: ~/.config/downbeat/runner.yaml if it exists)."),
     click.option("--no-cues", is_flag=True, help="Clicks only, no spoken cues."),
     click.option("--voice-pack", type=click.Path(), default=None, help="Folder of WAV files overriding cue voices."),
+    click.option("--voice", default=None, metavar="ENGINE[:VOICE]", help=VOICE_HELP),
 ]
 
 
@@ -134,13 +149,13 @@ def _plan_settings(profile, base_cadence, samplerate, upper_cap, volume_db, ceil
 
 
 def _plan(profile_spec, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues,
-          voice_pack, channels=2, flat_pace=None, runner=None):
+          voice_pack, channels=2, flat_pace=None, runner=None, voice=None):
     from metronome.session import DEFAULT_RUNNER, load_profile, plan_session
 
     profile = load_profile(profile_spec, flat_pace=flat_pace, runner=runner or DEFAULT_RUNNER)
     ts, es = _plan_settings(profile, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every,
                             channels)
-    plan = plan_session(profile, ts, es, cues=not no_cues, voice_pack=voice_pack)
+    plan = plan_session(profile, ts, es, cues=not no_cues, voice_pack=voice_pack, voice=voice)
     for w in plan.warnings:
         click.echo(f"downbeat: warning: {w}", err=True)
     return plan
@@ -162,7 +177,7 @@ def _plan(profile_spec, base_cadence, samplerate, upper_cap, volume_db, ceiling_
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @common_options
 def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, base_cadence, samplerate, upper_cap,
-           volume_db, ceiling_db, accent_every, flat_pace, runner, no_cues, voice_pack, follow=None):
+           volume_db, ceiling_db, accent_every, flat_pace, runner, no_cues, voice_pack, follow=None, voice=None):
     """Render PROFILE (a file or a bundled name) to an audio file, through the same kernel as `play`."""
     if follow is not None:
         from .follow import render_follow_command
@@ -176,6 +191,7 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
     from metronome.render import output_format, render as do_render, render_estimate
 
     output_format(out, subtype, samplerate)  # validate flags before any work
+    voice = voice_spec(voice)
     # Never write over what this session reads (--events course.yaml turned the course into a CSV).
     outfiles.refuse_overwriting_inputs([("--output", out), ("--events", events)],
                                        outfiles.input_files(profile, voice_pack) + ([runner] if runner else []))
@@ -183,7 +199,7 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
         for line in outfiles.clean_stale_partials(folder):
             click.echo(f"downbeat: {line}", err=True)
     plan = _plan(profile, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues,
-                 voice_pack, channels, flat_pace, runner)
+                 voice_pack, channels, flat_pace, runner, voice)
     est = render_estimate(plan.tempo_map, out, plan.engine_settings, subtype=subtype, events_path=events)
     outfiles.check_free_space({out: est.audio_bytes, **({events: est.events_bytes} if events else {})})
     for w in est.warnings:

@@ -14,6 +14,8 @@ from metronome.errors import AudioDeviceError, InputError
 
 from cues.library import load_library
 
+from .app import VOICE_HELP
+
 _SAMPLERATE = 48000
 
 
@@ -53,7 +55,7 @@ def list_cmd(library_path):
               help="Which phrasing (1-based, as `cues list` numbers them).")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
               help="Write a WAV file instead of playing.")
-@click.option("--voice", default="en-us", show_default=True, help="espeak-ng voice.")
+@click.option("--voice", default=None, metavar="ENGINE[:VOICE]", help=VOICE_HELP)
 @click.option("--voice-pack", type=click.Path(), default=None, help="Folder of WAV files overriding cue voices.")
 @click.option("--samplerate", type=int, default=_SAMPLERATE, show_default=True)
 @click.option("--library", "library_path", type=click.Path(dir_okay=False), default=None)
@@ -63,6 +65,9 @@ def say_cmd(cue_id, phrasing_n, out_path, voice, voice_pack, samplerate, library
     """Speak cue CUE_ID on the default output device (or write it with --out FILE.wav)."""
     from cues.voice import VoiceBank
 
+    from .app import voice_spec
+
+    voice = voice_spec(voice)
     lib = _library(library_path)
     entry = lib.get(cue_id)
     if not 1 <= phrasing_n <= len(entry.phrasings):

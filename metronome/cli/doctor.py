@@ -2,7 +2,8 @@
 
 Two kinds of requirement:
 
-* **render** (``needed_for="render"``): Python packages, libsndfile, the numba kernels and espeak-ng (spoken cues).
+* **render** (``needed_for="render"``): Python packages, libsndfile, the numba kernels and a speech engine
+  (festival, flite or espeak-ng: the spoken cues; each missing one is listed with its apt packages).
   A failing render item makes the command exit 1: ``downbeat render`` would not work, or would lose its cues.
 * **play** (``needed_for="play"``): PortAudio, an audio output device and an audio server (JACK, PipeWire,
   PulseAudio), plus the caches that only cost start-up time.  These are warnings: a machine without a sound card
@@ -37,8 +38,8 @@ CACHED_WARM_MAX_S = 3.0
 ENGINE_PROBE_TIMEOUT_S = 180.0
 PORTAUDIO_PROBE_TIMEOUT_S = 20.0
 SERVER_PROBE_TIMEOUT_S = 5.0
-#: A short phrase through espeak-ng, exactly as the cue voice bank calls it.
-ESPEAK_TEST_PHRASE = "Quick, light feet."
+#: A short phrase through each speech engine, exactly as the cue voice bank calls it.
+SPEECH_TEST_PHRASE = "Quick, light feet."
 
 #: (import name, pip requirement) of every Python package ``render`` needs.
 RENDER_PACKAGES = (
@@ -210,24 +211,54 @@ def check_engine(probe: dict) -> list[Check]:
     return checks
 
 
-def check_espeak() -> list[Check]:
-    """espeak-ng speaks one phrase, the way the cue voice bank calls it."""
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        return [Check("espeak-ng", "fail", "not found: tracks get clicks only, no spoken cues", _apt("espeak-ng"))]
-    try:
-        from cues.voice import DEFAULT_RATE_WPM, espeak_wav
+#: Why each engine is worth installing (what ``doctor`` says about one that is missing).
+_ENGINE_ROLE = {"festival": "the most natural voice (HTS, cmu_us_slt_arctic_hts)",
+                "flite": "a natural voice (slt), light and fast",
+                "espeak-ng": "robotic but always intelligible, the smallest"}
 
-        t0 = time.perf_counter()
-        samples, samplerate_hz = espeak_wav(ESPEAK_TEST_PHRASE, "en-us", DEFAULT_RATE_WPM)
-        took_s = time.perf_counter() - t0
-    except Exception as exc:
-        return [Check("espeak-ng", "fail", f"{exe} does not speak: {str(exc).splitlines()[0]}",
-                      f"reinstall: {_sudo()}apt-get install --reinstall espeak-ng espeak-ng-data")]
-    if samples.size == 0:
-        return [Check("espeak-ng", "fail", f"{exe} produced no audio",
-                      f"reinstall: {_sudo()}apt-get install --reinstall espeak-ng espeak-ng-data")]
-    return [Check("espeak-ng", "ok", f"{exe} spoke {samples.size / samplerate_hz:.1f} s in {took_s:.2f} s")]
+
+def check_speech() -> list[Check]:
+    """One line per speech engine (cues/tts.py), in order of preference: speaks a phrase, or how to install it.
+
+    A missing engine is information while another one speaks; with none at all the cues are lost, so each line
+    fails (``render`` would make a clicks-only track).
+    """
+    from cues import tts
+    from cues.voice import DEFAULT_RATE_WPM
+
+    speak = {"espeak-ng": tts.espeak_wav, "festival": tts.festival_wav, "flite": tts.flite_wav}
+    found = {e: tts.installed(e) for e in tts.ENGINES}
+    try:
+        default = tts.parse_voice(None)
+    except Exception as exc:  # a bad DOWNBEAT_VOICE: say so on the default engine's line
+        default = exc
+    checks = []
+    for engine in tts.ENGINES:
+        apt_fix = _apt(tts.APT_PACKAGES[engine])
+        if not found[engine]:
+            if any(found.values()):
+                checks.append(Check(engine, "info", f"not installed: {_ENGINE_ROLE[engine]} ({apt_fix})", apt_fix))
+            else:
+                checks.append(Check(engine, "fail", "not found: tracks get clicks only, no spoken cues", apt_fix))
+            continue
+        voice = tts.DEFAULT_VOICES[engine]
+        reinstall = f"reinstall: {_sudo()}apt-get install --reinstall {tts.APT_PACKAGES[engine]}"
+        try:
+            t0 = time.perf_counter()
+            samples, samplerate_hz = speak[engine](SPEECH_TEST_PHRASE, voice, DEFAULT_RATE_WPM)
+            took_s = time.perf_counter() - t0
+        except Exception as exc:
+            checks.append(Check(engine, "fail", f"does not speak: {str(exc).splitlines()[0]}", reinstall))
+            continue
+        if samples.size == 0:
+            checks.append(Check(engine, "fail", "produced no audio", reinstall))
+            continue
+        role = ""
+        if isinstance(default, tts.VoiceSpec) and default.engine == engine:
+            role = f", the default voice ({default}{'' if os.environ.get(tts.VOICE_ENV) is None else ' from $' + tts.VOICE_ENV})"
+        checks.append(Check(engine, "ok", f"{engine}:{voice} spoke {samples.size / samplerate_hz:.1f} s in "
+                                          f"{took_s:.2f} s{role}"))
+    return checks
 
 
 def _writable_dir(path: Path) -> tuple[bool, str]:
@@ -242,7 +273,7 @@ def _writable_dir(path: Path) -> tuple[bool, str]:
 
 
 def check_voice_cache() -> list[Check]:
-    """Synthesized cues are cached; without a writable cache every session re-runs espeak-ng (slower start)."""
+    """Synthesized cues are cached; without a writable cache every session re-runs the speech engine (slower)."""
     from cues.voice import default_cache_dir
 
     path = default_cache_dir()
@@ -347,7 +378,7 @@ def run_checks() -> list[Check]:
     checks = check_packages()
     if checks[0].status == "ok":
         checks += check_engine(_run_probe("engine", ENGINE_PROBE_TIMEOUT_S))
-    checks += check_espeak()
+    checks += check_speech()
     checks += check_voice_cache()
     checks += check_portaudio(_run_probe("portaudio", PORTAUDIO_PROBE_TIMEOUT_S))
     checks += check_servers()
@@ -388,7 +419,7 @@ def format_report(checks: list[Check]) -> str:
 @click.command(name="doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 def doctor(as_json):
-    """Check PortAudio, audio devices and servers, espeak-ng and the caches; say what to install or start.
+    """Check PortAudio, audio devices and servers, the speech engines and the caches; say what to install or start.
 
     Exit status 0 when `downbeat render` works (play-related problems are warnings), 1 otherwise.
     """

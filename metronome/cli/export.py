@@ -16,6 +16,8 @@ import click
 from metronome.errors import InputError
 from metronome.settings import TempoSettings
 
+from .app import voice_spec
+
 
 def _check_out(path: str | None, flag: str) -> None:
     if path is None:
@@ -27,14 +29,14 @@ def _check_out(path: str | None, flag: str) -> None:
     check_output_path(path, flag)
 
 
-def _plan_cues(profile, tempo_settings, samplerate: int, voice_pack):
+def _plan_cues(profile, tempo_settings, samplerate: int, voice_pack, voice=None):
     """The session's planned cues, as ``render`` would place them; without espeak-ng, the unvoiced plan."""
     from cues.session import plan_profile_cues_unvoiced
     from metronome.mix import EngineSettings
     from metronome.session import plan_session
 
     es = EngineSettings(samplerate=samplerate)
-    plan = plan_session(profile, tempo_settings, es, cues=True, voice_pack=voice_pack)
+    plan = plan_session(profile, tempo_settings, es, cues=True, voice_pack=voice_pack, voice=voice)
     warnings = list(plan.warnings)
     cues = plan.planned_cues
     if not cues and warnings:
@@ -62,6 +64,7 @@ def _plan_cues(profile, tempo_settings, samplerate: int, voice_pack):
 @click.option("--no-cues", is_flag=True, help="Course without cue points.")
 @click.option("--voice-pack", type=click.Path(), default=None,
               help="Voice pack folder, as for render (its clip lengths move cues a little).")
+@click.option("--voice", default=None, metavar="ENGINE[:VOICE]", help="Speech engine and voice, as for render.")
 @click.option("--name", default=None, help="Course/workout name shown on the watch (default: the profile's).")
 @click.option("--cadence-unit", type=click.Choice(["rpm", "spm"]), default="rpm", show_default=True,
               help="Unit of the workout's cadence targets: rpm = strides/min, the FIT unit (half your steps/min); "
@@ -71,7 +74,7 @@ def _plan_cues(profile, tempo_settings, samplerate: int, voice_pack):
 @click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No summary.")
 def export(course, fit_course, fit_workout, base_cadence, upper_cap, flat_pace, samplerate, no_cues, voice_pack,
-           name, cadence_unit, cadence_band, as_json, quiet):
+           voice, name, cadence_unit, cadence_band, as_json, quiet):
     """Export COURSE (a file or a bundled name) for a GPS watch: --fit-course and/or --fit-workout."""
     from metronome.export import _fit
 
@@ -97,7 +100,7 @@ def export(course, fit_course, fit_workout, base_cadence, upper_cap, flat_pace, 
                "duration_s": round(profile.duration_s, 1)}
     results = []
     if fit_course:
-        cues, w = ((), []) if no_cues else _plan_cues(profile, ts, samplerate, voice_pack)
+        cues, w = ((), []) if no_cues else _plan_cues(profile, ts, samplerate, voice_pack, voice_spec(voice))
         warnings += w
         ex = build_course(profile, cues, samplerate, name=name)
         warnings += list(ex.warnings)

@@ -17,7 +17,7 @@ import click
 from metronome.errors import AudioDeviceError, InputError
 from metronome.safeyaml import short
 
-from .app import _plan_settings, common_options, render
+from .app import _plan_settings, common_options, render, voice_spec
 
 POLL_S = 0.1
 
@@ -192,7 +192,7 @@ def run_session(session, *, quiet: bool, reconnect: bool, device=None) -> dict:
 @common_options
 def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_json, fallback_render, reconnect,
          resume_at, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, flat_pace, runner,
-         no_cues, voice_pack):
+         no_cues, voice_pack, voice=None):
     """Play PROFILE live on an audio device (default: the bundled demo descent)."""
     from metronome.devices import NoOutputDevice, find_device
 
@@ -201,6 +201,7 @@ def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_jso
         raise InputError(f"--blocksize: {blocksize!r} is outside 0..65536")
     if duration is not None and not (0 < duration < 24 * 3600):
         raise InputError(f"--duration: {duration!r} is outside (0, 86400) seconds")
+    vs = voice_spec(voice)
     spec = None
     if sensor is not None:
         from metronome.sensors import parse_sensor_url
@@ -220,7 +221,7 @@ def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_jso
             ctx.invoke(render, profile=profile, out=fallback_render, events=None, blocksize=65536, channels=2,
                        subtype=None, quiet=quiet, as_json=as_json, base_cadence=base_cadence, samplerate=samplerate,
                        upper_cap=upper_cap, volume_db=volume_db, ceiling_db=ceiling_db, accent_every=accent_every,
-                       flat_pace=flat_pace, runner=runner, no_cues=no_cues, voice_pack=voice_pack)
+                       flat_pace=flat_pace, runner=runner, no_cues=no_cues, voice_pack=voice_pack, voice=voice)
             return
     if profile is None and sensor is None:
         profile = "demo-descent"
@@ -232,7 +233,7 @@ def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_jso
     prof = load_profile(profile, flat_pace=flat_pace, runner=runner or DEFAULT_RUNNER) if profile else None
     ts, es = _plan_settings(prof, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, 2)
     plan = plan_live_session(prof, ts, es, follows_feed=spec is not None, cues=not no_cues, voice_pack=voice_pack,
-                             duration_s=duration)
+                             duration_s=duration, voice=vs)
     for w in plan.warnings:
         click.echo(f"downbeat: warning: {w}", err=True)
     if resume is not None and resume["position"] > plan.tempo_map.end_sample + es.samplerate:

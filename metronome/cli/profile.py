@@ -125,9 +125,10 @@ def format_cues(cues: list[dict]) -> str:
               help="Runner profile from `downbeat learn` (default: ~/.config/downbeat/runner.yaml if it exists).")
 @click.option("--no-cues", is_flag=True, help="Leave out the cue plan (no speech synthesis needed).")
 @click.option("--voice-pack", type=click.Path(), default=None, help="Folder of WAV files overriding cue voices.")
+@click.option("--voice", default=None, metavar="ENGINE[:VOICE]", help="Speech engine and voice, as for render.")
 @click.option("--quiet", is_flag=True, help="Print nothing (with --png: just write the plot).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and cue timeline as JSON.")
-def show(profile_spec, png, base_cadence, flat_pace, runner, no_cues, voice_pack, quiet, as_json):
+def show(profile_spec, png, base_cadence, flat_pace, runner, no_cues, voice_pack, voice, quiet, as_json):
     """Summarise PROFILE (a file or a bundled name): grade, target cadence and the cue timeline; optionally plot it.
 
     Bundled profiles: see `downbeat profile list`.
@@ -146,7 +147,10 @@ def show(profile_spec, png, base_cadence, flat_pace, runner, no_cues, voice_pack
     from metronome.mix import EngineSettings
     from metronome.session import plan_session
 
-    plan = plan_session(prof, settings, EngineSettings(), cues=not no_cues, voice_pack=voice_pack)
+    from .app import voice_spec
+
+    plan = plan_session(prof, settings, EngineSettings(), cues=not no_cues, voice_pack=voice_pack,
+                        voice=voice_spec(voice))
     summary = summarize(prof, settings, plan.tempo_map)
     cues, warnings = ([], list(plan.warnings)) if no_cues else cue_timeline(prof, settings, plan=plan)
     for w in warnings:
