@@ -28,6 +28,7 @@ LAYERS = (
     ("metronome.engine", 3),
     ("metronome.render", 4), ("metronome.player", 4), ("metronome.devices", 4), ("metronome.sensors", 4),
     ("metronome.follower", 4), ("metronome.history", 4), ("metronome.latency", 4),
+    ("metronome.music", 4),
     ("metronome.session", 5),
     ("metronome.live", 6), ("metronome.export", 6),
     ("metronome.cli", 7),
