@@ -288,3 +288,26 @@ def test_click_level_sets_the_music_loudness_under_the_clicks():
     assert abs(p0.target_lufs - p0.click_lufs) < 1e-9 and abs(p6.click_lufs - p6.target_lufs - 6.0) < 1e-9
     a = decode_track(p6.tracks[0], SR, p6.target_lufs, 20.0, p6.max_peak).frames
     assert abs(integrated_lufs(a, SR) - (p0.click_lufs - 6.0)) < 0.3
+
+
+def test_cli_render_with_music_and_bad_music_path(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    course = tmp_path / "c.yaml"
+    course.write_text("segments: [{distance_m: 100, grade_pct: 0}, {distance_m: 100, grade_pct: -10}]")
+    out = tmp_path / "o.wav"
+    r = subprocess.run([sys.executable, "-m", "metronome.cli", "render", str(course), "-o", str(out), "--no-cues",
+                        "--json", "--music", str(OGG), "--music", str(FLAC), "--click-level", "3"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout.strip().splitlines()[-1])
+    assert s["music"]["underruns"] == 0 and len(s["music"]["tracks"]) == 2
+    assert abs(s["music"]["click_lufs"] - s["music"]["target_lufs"] - 3.0) < 0.02
+    bad = tmp_path / "list.m3u"
+    bad.write_text("missing.flac\n")
+    r = subprocess.run([sys.executable, "-m", "metronome.cli", "render", str(course), "-o", str(tmp_path / "b.wav"),
+                        "--music", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "list.m3u:1" in r.stderr
+    assert r.stderr.startswith("downbeat: error: --music: ") and not (tmp_path / "b.wav").exists()

@@ -74,7 +74,8 @@ def status_line(st) -> str:
     nc = f"next cue {st.next_cue}" if st.next_cue else "no cue queued"
     sensor = f"  sensor {st.sensor_status}" if st.sensor_status is not None else ""
     return (f"{int(st.t_s // 60):02d}:{st.t_s % 60:04.1f}  grade {g}  cadence {st.actual_bpm:5.1f} -> "
-            f"{st.target_bpm:5.1f} spm  {nc}  xruns {st.underflows}{sensor}")
+            f"{st.target_bpm:5.1f} spm  {nc}  xruns {st.underflows}{sensor}"
+            + (f"  music gaps {st.music_underruns / 48000:.1f} s" if st.music_underruns else ""))
 
 
 def _device_available(device) -> bool:
