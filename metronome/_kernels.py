@@ -51,6 +51,8 @@ ST_PEAK = 10  # peak |output| so far (after limiter)
 ST_LIMITED = 11  # samples on which the limiter reduced gain
 ST_LAST_BEAT = 12  # sample of the last started beat
 ST_ACTIVE = 13  # voices still sounding after the last sample
+ST_MUSIC_DUCK = 14  # current music ducking gain (smoothed, ramps down under speech)
+ST_MUSIC_UNDERRUNS = 15  # samples on which the music ring was empty before its end (silence played instead)
 ST_N = 16
 
 CT_TARGET_BPM = 0  # live mode target tempo (sensor thread writes it)
@@ -63,12 +65,21 @@ CT_BEAT_END = 6  # no beat starts at or after this sample (< 0: never stop)
 CT_CEILING = 7  # output peak ceiling, linear (0.501 = -6 dBFS)
 CT_DUCK = 8  # click gain while speech plays (0.501 = -6 dB)
 CT_ACCENT_EVERY = 9  # accent every N beats (0: never)
+CT_MUSIC = 10  # 1: mix the music ring under the clicks and cues (0: no music, the ring is never read)
+CT_MUSIC_DUCK = 11  # music gain while speech plays (0.316 = -10 dB)
+CT_COACH_GAIN = 12  # with music: gain of the clicks and cues (0.501 = -6 dB), the rest of the ceiling is the music's
 # Host monotonic time (CLOCK_MONOTONIC, integer ns held exactly in a float64 below 2**53 ns = 104 days of uptime) at
 # which the sensor thread received the reading behind CT_TARGET_BPM; 0: none.  Only the live C callback reads it
 # (to stamp when audio first reflects a reading: the sensor-to-sound figure); process_block never does, so offline
 # renders are unaffected.
-CT_READING_NS = 10
+CT_READING_NS = 13
 CT_N = 16
+
+# Music ring counters (int64 [3]): frames written (the music writer publishes), frames read (the kernel), and the
+# writer's end flag (1: the playlist is over, an empty ring is the end of the music, not an underrun).
+MI_WRITTEN = 0
+MI_READ = 1
+MI_ENDED = 2
 
 # Voice pool columns (int64 array [n_voices, 3]): clip id (-1 free), read position, kind (0 click, 1 cue)
 V_CLIP = 0
@@ -232,7 +243,7 @@ def _advance_beat(st, ctl, map_sample, map_bpm, map_phase, samplerate):
 @njit(**KERNEL)
 def process_block(out, st, ctl, map_sample, map_bpm, map_phase, samplerate,
                   bank, clip_off, clip_len, voices, cue_q, cue_idx, events, ev_idx,
-                  duck_coef, release_coef, gain_coef):
+                  duck_coef, release_coef, gain_coef, music, music_idx, music_attack_coef, music_release_coef):
     """Produce ``out.shape[0]`` frames into ``out`` (float32 [frames, channels]).
 
     Parameters
@@ -258,6 +269,12 @@ def process_block(out, st, ctl, map_sample, map_bpm, map_phase, samplerate,
         SPSC event log ring (kernel writes): kind, sample, bpm, clip.
     duck_coef, release_coef, gain_coef : float
         One-pole coefficients per sample for ducking, limiter release and master gain.
+    music, music_idx : float32[capacity, 2], int64[3]
+        SPSC ring of the runner's music (already resampled and loudness-normalised by its writer, see
+        :mod:`metronome.music.ring`); one frame is read per output sample while ``ctl[CT_MUSIC]`` is set.
+        ``music_idx = [written, read, ended]``.
+    music_attack_coef, music_release_coef : float
+        One-pole coefficients per sample of the music's duck ramps (down under speech, back up after).
     """
     frames = out.shape[0]
     channels = out.shape[1]
@@ -271,7 +288,7 @@ def process_block(out, st, ctl, map_sample, map_bpm, map_phase, samplerate,
         # ---- fast path: nothing sounding and every smoother at its fixed point => the output is exactly zero
         # until the next beat (or the block end).  The state is identical to what the slow path would leave, so
         # this changes speed only, never bits.
-        if (st[ST_ACTIVE] == 0.0 and st[ST_DUCK] == 1.0 and st[ST_LIMIT] == 1.0
+        if (st[ST_ACTIVE] == 0.0 and st[ST_DUCK] == 1.0 and st[ST_LIMIT] == 1.0 and ctl[CT_MUSIC] < 0.5
                 and st[ST_MASTER] == min(max(ctl[CT_GAIN], 0.0), 1.0)):
             stop = frames
             nb = math.floor(st[ST_NEXT_BEAT] + 0.5)
@@ -358,24 +375,63 @@ def process_block(out, st, ctl, map_sample, map_bpm, map_phase, samplerate,
             # A clip from outside (a voice pack) could hold NaN or inf; every comparison with NaN is false, so it
             # would pass the limiter and the clamp.  Silence it here and keep the limiter state sane.
             y = 0.0
-        # ---- peak limiter: instant attack (no look-ahead, so no added latency), smooth release.
+        yr = y
+        # ---- music: one ring frame per output sample, under the clicks and cues, ducked under speech.
+        if ctl[CT_MUSIC] > 0.5:
+            y = y * ctl[CT_COACH_GAIN]
+            ml = 0.0
+            mr = 0.0
+            r = music_idx[MI_READ]
+            if r < music_idx[MI_WRITTEN]:
+                row = r % music.shape[0]
+                ml = float(music[row, 0])
+                mr = float(music[row, 1])
+                music_idx[MI_READ] = r + 1  # frees the row for the writer
+            elif music_idx[MI_ENDED] == 0:
+                # The writer fell behind (live play only; the renderer fills the ring before every block):
+                # silence for the music, clicks and cues untouched.
+                st[ST_MUSIC_UNDERRUNS] += 1.0
+            if speaking:
+                mduck = _smooth(st[ST_MUSIC_DUCK], ctl[CT_MUSIC_DUCK], music_attack_coef)
+            else:
+                mduck = _smooth(st[ST_MUSIC_DUCK], 1.0, music_release_coef)
+            st[ST_MUSIC_DUCK] = mduck
+            g = mduck * master
+            if channels == 1:
+                ml = 0.5 * (ml + mr)
+                mr = ml
+            yl = y + ml * g
+            yr = y + mr * g
+            if not math.isfinite(yl) or not math.isfinite(yr):
+                yl = y
+                yr = y
+            y = yl
+        # ---- peak limiter: instant attack (no look-ahead, so no added latency), smooth release; one gain for
+        # both channels (the stereo image does not move).
         lim = _smooth(st[ST_LIMIT], 1.0, release_coef)
-        a = abs(y)
+        a = max(abs(y), abs(yr))
         if a * lim > ceiling:
             lim = ceiling / a
             st[ST_LIMITED] += 1.0
         st[ST_LIMIT] = lim
         y = y * lim
+        yr = yr * lim
         # Belt and braces: the ceiling is a promise to the runner's ears.
         if y > ceiling:
             y = ceiling
         elif y < -ceiling:
             y = -ceiling
-        if abs(y) > st[ST_PEAK]:
-            st[ST_PEAK] = abs(y)
-        ys = np.float32(y)
-        for ch in range(channels):
-            out[i, ch] = ys
+        if yr > ceiling:
+            yr = ceiling
+        elif yr < -ceiling:
+            yr = -ceiling
+        a = max(abs(y), abs(yr))
+        if a > st[ST_PEAK]:
+            st[ST_PEAK] = a
+        out[i, 0] = np.float32(y)
+        ysr = np.float32(yr)
+        for ch in range(1, channels):
+            out[i, ch] = ysr
         i += 1
     st[ST_POS] = float(pos + frames)
 
@@ -384,7 +440,7 @@ def process_block(out, st, ctl, map_sample, map_bpm, map_phase, samplerate,
 @njit(**KERNEL)
 def process_blocks(out, blocksize, st, ctl, map_sample, map_bpm, map_phase, samplerate,
                    bank, clip_off, clip_len, voices, cue_q, cue_idx, events, ev_idx,
-                   duck_coef, release_coef, gain_coef):
+                   duck_coef, release_coef, gain_coef, music, music_idx, music_attack_coef, music_release_coef):
     """:func:`process_block` over ``out`` in consecutive blocks of ``blocksize`` frames (the last may be shorter).
 
     Exactly the calls a driver looping in Python would make, without a Python round trip per block: an offline
@@ -396,7 +452,8 @@ def process_blocks(out, blocksize, st, ctl, map_sample, map_bpm, map_phase, samp
         n = min(blocksize, frames - i)
         process_block(out[i:i + n], st, ctl, map_sample, map_bpm, map_phase, samplerate,
                       bank, clip_off, clip_len, voices, cue_q, cue_idx, events, ev_idx,
-                      duck_coef, release_coef, gain_coef)
+                      duck_coef, release_coef, gain_coef, music, music_idx, music_attack_coef,
+                      music_release_coef)
         i += n
 
 # --------------------------------------------------------------------------------------------------------------
@@ -461,6 +518,8 @@ BLOCK_ARGS = (
     ("voices", np.int64, 2), ("cue_q", np.int64, 2), ("cue_idx", np.int64, 1),
     ("events", np.float64, 2), ("ev_idx", np.int64, 1),
     ("duck_coef", None, 0), ("release_coef", None, 0), ("gain_coef", None, 0),
+    ("music", np.float32, 2), ("music_idx", np.int64, 1),
+    ("music_attack_coef", None, 0), ("music_release_coef", None, 0),
 )
 
 
@@ -483,8 +542,10 @@ P_MAP_S, P_MAP_B, P_MAP_P = BLOCK_SLOTS["map_sample"], BLOCK_SLOTS["map_bpm"], B
 P_BANK, P_CLIP_OFF, P_CLIP_LEN = BLOCK_SLOTS["bank"], BLOCK_SLOTS["clip_off"], BLOCK_SLOTS["clip_len"]
 P_VOICES, P_CUEQ, P_CUEIDX = BLOCK_SLOTS["voices"], BLOCK_SLOTS["cue_q"], BLOCK_SLOTS["cue_idx"]
 P_EVENTS, P_EVIDX = BLOCK_SLOTS["events"], BLOCK_SLOTS["ev_idx"]
+P_MUSIC, P_MUSIC_IDX = BLOCK_SLOTS["music"], BLOCK_SLOTS["music_idx"]
 PR_SR, PR_DUCK, PR_RELEASE, PR_GAIN = (BLOCK_PARAMS[k] for k in ("samplerate", "duck_coef", "release_coef",
                                                                  "gain_coef"))
+PR_M_ATTACK, PR_M_RELEASE = BLOCK_PARAMS["music_attack_coef"], BLOCK_PARAMS["music_release_coef"]
 N_PARAMS = len(BLOCK_PARAMS)
 # Slots of the callback's own arrays, after the kernel's: params (float64 [N_PARAMS]), stats (int64 [S_N]),
 # timing (int64 [n, 2]: ns inside the callback, frames) and the channel count.
@@ -542,7 +603,10 @@ def _pa_callback(inp, outp, frames, time_info, status, user):
                   carray(_voidptr(tbl[P_CUEIDX]), (tbl[P_CUEIDX + 1],), np.int64),
                   carray(_voidptr(tbl[P_EVENTS]), (tbl[P_EVENTS + 1], tbl[P_EVENTS + 2]), np.float64),
                   carray(_voidptr(tbl[P_EVIDX]), (tbl[P_EVIDX + 1],), np.int64),
-                  params[PR_DUCK], params[PR_RELEASE], params[PR_GAIN])
+                  params[PR_DUCK], params[PR_RELEASE], params[PR_GAIN],
+                  carray(_voidptr(tbl[P_MUSIC]), (tbl[P_MUSIC + 1], tbl[P_MUSIC + 2]), np.float32),
+                  carray(_voidptr(tbl[P_MUSIC_IDX]), (tbl[P_MUSIC_IDX + 1],), np.int64),
+                  params[PR_M_ATTACK], params[PR_M_RELEASE])
     k = stats[S_CALLBACKS]
     timing = carray(_voidptr(tbl[P_TIMING]), (tbl[P_TIMING + 1], 2), np.int64)
     row = k % tbl[P_TIMING + 1]

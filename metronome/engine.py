@@ -22,6 +22,7 @@ from . import _kernels as K
 from .errors import InputError
 from .tempo import TempoMap
 from .mix import ClipBank, EngineSettings, click_bank, db_to_gain
+from .settings import MusicSettings
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -71,11 +72,16 @@ class Engine:
         Live-mode slew limit.
     min_bpm, max_bpm : float
         Live-mode bounds for the tempo.
+    music : MusicSettings, optional
+        Mix the music ring under the clicks and cues (its writer is :class:`metronome.music.ring.MusicRing`).
+    music_frames : int
+        Capacity of the music ring in frames (with ``music``; at least one render chunk).
     """
 
     def __init__(self, tempo_map: TempoMap, settings: EngineSettings = EngineSettings(), bank: ClipBank | None = None,
                  *, live: bool = False, max_change_per_beat: float = 0.004, min_bpm: float = 30.0,
-                 max_bpm: float = 300.0, stop_beats_at: int | None = None):
+                 max_bpm: float = 300.0, stop_beats_at: int | None = None, music: MusicSettings | None = None,
+                 music_frames: int = 0):
         if tempo_map.samplerate != settings.samplerate:
             raise InputError(f"tempo map samplerate {tempo_map.samplerate} != output samplerate {settings.samplerate}")
         self.tempo_map = tempo_map
@@ -90,6 +96,11 @@ class Engine:
         self.cue_idx = np.zeros(2, dtype=np.int64)
         self.events = np.zeros((EVENT_RING, 4), dtype=np.float64)
         self.ev_idx = np.zeros(2, dtype=np.int64)
+        # The music ring exists in every engine (the kernel's argument layout is fixed); without music it is one
+        # frame that is never read (ctl[CT_MUSIC] = 0).
+        self.music_settings = music
+        self.music = np.zeros((max(1, int(music_frames)) if music is not None else 1, 2), dtype=np.float32)
+        self.music_idx = np.zeros(3, dtype=np.int64)
         gain = db_to_gain(settings.volume_db)
         self.ctl[K.CT_GAIN] = gain
         self.ctl[K.CT_LIVE] = 1.0 if live else 0.0
@@ -101,6 +112,10 @@ class Engine:
         self.ctl[K.CT_CEILING] = db_to_gain(settings.ceiling_dbfs)
         self.ctl[K.CT_DUCK] = db_to_gain(settings.duck_db)
         self.ctl[K.CT_ACCENT_EVERY] = settings.accent_every
+        self.ctl[K.CT_MUSIC] = 1.0 if music is not None else 0.0
+        self.ctl[K.CT_MUSIC_DUCK] = db_to_gain(music.duck_db) if music is not None else 1.0
+        self.ctl[K.CT_COACH_GAIN] = db_to_gain(music.coach_gain_db) if music is not None else 1.0
+        self.st[K.ST_MUSIC_DUCK] = 1.0
         self.st[K.ST_BPM] = float(tempo_map.bpm[0])
         self.st[K.ST_DUCK] = 1.0
         self.st[K.ST_LIMIT] = 1.0
@@ -112,6 +127,9 @@ class Engine:
         self.duck_coef = 1.0 - math.exp(-1.0 / (0.010 * sr))
         self.release_coef = 1.0 - math.exp(-1.0 / (0.050 * sr))
         self.gain_coef = 1.0 - math.exp(-1.0 / (0.005 * sr))
+        ms = music if music is not None else MusicSettings()
+        self.music_attack_coef = 1.0 - math.exp(-1.0 / (ms.attack_s * sr))
+        self.music_release_coef = 1.0 - math.exp(-1.0 / (ms.release_s * sr))
         self._map = (tempo_map.sample, tempo_map.bpm, tempo_map.phase)
         #: Every argument of :func:`~metronome._kernels.process_block` after ``out``, by the names of
         #: :data:`~metronome._kernels.BLOCK_ARGS` (the live player builds its pointer table from this too).
@@ -120,7 +138,9 @@ class Engine:
             "map_phase": tempo_map.phase, "samplerate": sr, "bank": self.bank.data, "clip_off": self.bank.offsets,
             "clip_len": self.bank.lengths, "voices": self.voices, "cue_q": self.cue_q, "cue_idx": self.cue_idx,
             "events": self.events, "ev_idx": self.ev_idx, "duck_coef": self.duck_coef,
-            "release_coef": self.release_coef, "gain_coef": self.gain_coef}
+            "release_coef": self.release_coef, "gain_coef": self.gain_coef, "music": self.music,
+            "music_idx": self.music_idx, "music_attack_coef": self.music_attack_coef,
+            "music_release_coef": self.music_release_coef}
         # The argument tuple is built once: the callback does no per-call packing beyond the output array.
         self._args = tuple(self.block_values[name] for name, _, _ in K.BLOCK_ARGS)
 
@@ -250,6 +270,11 @@ class Engine:
     def current_bpm(self) -> float:
         return float(self.st[K.ST_BPM])
 
+    @property
+    def music_underruns(self) -> int:
+        """Samples on which the music ring was empty before the playlist's end (live play fell behind)."""
+        return int(self.st[K.ST_MUSIC_UNDERRUNS])
+
 
 #: Seconds a cold numba cache costs before the first sound or file (benchmarks/README.md, start-up: median of cold
 #: runs on the 2-core test VM), said on the first run so that the wait is not silent.
@@ -285,7 +310,8 @@ def warm_kernels(samplerate: int = 48000, channels: int = 2, for_play: bool = Tr
         tm = TempoMap([0.0, 1000.0], [120.0, 121.0], samplerate)
         tm.beat_times()
         for live in (False, True):
-            eng = Engine(tm, EngineSettings(samplerate=samplerate, channels=channels), live=live)
+            eng = Engine(tm, EngineSettings(samplerate=samplerate, channels=channels), live=live,
+                         music=MusicSettings() if live else None, music_frames=64)
             buf = np.zeros((64, channels), dtype=np.float32)
             eng.request_cue(0, 0)
             eng.process(buf)

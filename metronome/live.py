@@ -35,6 +35,8 @@ class LiveStatus:
     underflows: int
     sensor_status: str | None
     finished: str | None  # None while playing; "end" (the session is over) or "device" (the device is gone)
+    #: Music samples the ring could not supply in time (silence played for the music; clicks untouched).
+    music_underruns: int = 0
 
 
 class LiveSession:
@@ -54,27 +56,42 @@ class LiveSession:
         Stop after this long; a profile session also stops one second after its tempo map ends.
     resume : dict, optional
         ``{"position": sample, "bpm": float or None, "counters": {...}}``: continue an interrupted session in a new
-        process (the clicks land where an uninterrupted session would put them).
+        process (the clicks land where an uninterrupted session would put them).  The music starts again from
+        its first track.
+    music : MusicPlan, optional
+        The runner's music: a worker thread (:class:`metronome.music.feeder.MusicFeeder`) decodes it ahead into
+        the engine's ring, the callback only mixes.
     """
 
     def __init__(self, plan, *, feed_spec=None, device=None, blocksize: int = 0, duration_s: float | None = None,
-                 resume: dict | None = None):
+                 resume: dict | None = None, music=None):
         self.plan = plan
         tm, es, ts = plan.tempo_map, plan.engine_settings, plan.tempo_settings
         self.samplerate = sr = es.samplerate
+        mus = dict(music=music.settings, music_frames=music.ring_frames(sr)) if music is not None else {}
         if plan.live:
             from .sensors import SensorFeed
 
             self.engine = Engine(tm, es, plan.bank, live=True, max_change_per_beat=ts.max_change_per_beat,
-                                 min_bpm=ts.min_bpm, max_bpm=ts.max_bpm)
+                                 min_bpm=ts.min_bpm, max_bpm=ts.max_bpm, **mus)
             fallback = None
             if plan.profile is not None:
                 # The feed calls this with its own clock; the profile's tempo is read at the playback position.
                 fallback = lambda now_s: float(tm.bpm_at(self.engine.position))  # noqa: E731
             self.feed = SensorFeed(feed_spec, self.engine.ctl, ts, fallback=fallback)
         else:
-            self.engine = Engine(tm, es, plan.bank, stop_beats_at=tm.end_sample if plan.profile is not None else None)
+            self.engine = Engine(tm, es, plan.bank, stop_beats_at=tm.end_sample if plan.profile is not None else None,
+                                 **mus)
             self.feed = None
+        self.music = music
+        self.music_feeder = None
+        self.music_errors: list[str] = []
+        if music is not None:
+            from .music.feeder import MusicFeeder
+            from .music.ring import MusicRing
+
+            source = music.source(sr, on_error=self.music_errors.append)  # a broken track is skipped, not fatal
+            self.music_feeder = MusicFeeder(MusicRing(self.engine, source), sr)
         self.requests = list(plan.cue_requests)
         self.planned = list(plan.planned_cues)
         resume = resume or {}
@@ -109,6 +126,9 @@ class LiveSession:
         """Warm and freeze every kernel, start the feed, open the stream (AudioDeviceError if it cannot)."""
         self.summary["warm_s"] = round(warm_kernels(self.samplerate, self.plan.engine_settings.channels), 3)
         freeze_kernels()
+        if self.music_feeder is not None:
+            self.music_feeder.prime()  # the first ring_s seconds decoded before the first callback
+            self.music_feeder.start()
         if self.feed is not None:
             self.feed.start()
         self.player.start()
@@ -164,7 +184,7 @@ class LiveSession:
             grade = None
         target = float(engine.ctl[CT_TARGET_BPM]) if self.feed is not None else float(self.plan.tempo_map.bpm_at(pos))
         return LiveStatus(t_s, grade, target, engine.current_bpm, next_cue, int(self.player.stats[0]),
-                          None if state is None else state.status, finished)
+                          None if state is None else state.status, finished, engine.music_underruns)
 
     def interrupted(self) -> None:
         """The user stopped the session (Ctrl-C, SIGTERM)."""
@@ -180,6 +200,8 @@ class LiveSession:
             self.feed.stop()
         if not abandon_stream:
             self.player.stop()
+        if self.music_feeder is not None:
+            self.music_feeder.stop()
         self._drain()
         s = self.summary
         if self._bpm_lo <= self._bpm_hi:
@@ -198,6 +220,12 @@ class LiveSession:
         s["peak"] = self.engine.peak
         if self.feed is not None:
             s["sensor"] = self.feed.summary()
+        if self.music_feeder is not None:
+            src = self.music_feeder.ring.source
+            errors = self.music_errors + ([self.music_feeder.error] if self.music_feeder.error else [])
+            s["music"] = {"tracks": list(src.played), "tracks_started": src.starts, "skipped": src.skipped,
+                          "target_lufs": round(self.music.target_lufs, 2), "underruns": self.engine.music_underruns,
+                          "errors": errors[:5]}
         s.update(self.output_latency())
         if self.witness is not None:
             s.update(self.witness.summary())

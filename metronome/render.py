@@ -109,12 +109,15 @@ class RenderResult:
     seconds: float
     events_path: str | None = None
     events: list = field(default_factory=list)
+    #: With ``music``: the tracks started (path, lufs, gain_db), the music's target loudness and underruns (0).
+    music: dict | None = None
 
 
 def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = EngineSettings(), *,
            bank: ClipBank | None = None, cue_requests=(), events_path: str | None = None,
            blocksize: int = 65536, tail_s: float = 1.0, subtype: str | None = None, progress=None,
-           keep_events: bool = False, control=None, live_tempo=None, event_distance=None) -> RenderResult:
+           keep_events: bool = False, control=None, live_tempo=None, event_distance=None,
+           music=None) -> RenderResult:
     """Render a tempo map (and cues) to WAV/FLAC/OGG through the live kernel, streaming to disk.
 
     Memory is constant in the session length: one block buffer, the event ring and the output file handle.
@@ -135,6 +138,10 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
         slew and bpm bounds.
     event_distance : callable(sample) -> float, optional
         Course distance at an event's sample, for the ``distance_m`` column (empty without it).
+    music : MusicPlan, optional
+        The runner's music under the clicks (:func:`metronome.music.plan.plan_music`).  The renderer writes the
+        music ring before every chunk, as far as that chunk needs, through the same ring and kernel section live
+        play uses (there a worker thread writes it ahead): the output does not depend on the block size.
     """
     import soundfile as sf
 
@@ -146,11 +153,21 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
     _, sub = output_format(out_path, subtype, settings.samplerate)
     outfiles.check_free_space({out_path: est.audio_bytes, **({events_path: est.events_bytes} if events_path else {})})
     total = tempo_map.end_sample + int(round(tail_s * settings.samplerate))
+    kernel_block = max(blocksize, RENDER_MIN_BLOCK)
+    chunk = kernel_block * max(1, RENDER_CHUNK // kernel_block)
+    music_kw = dict(music=music.settings if music is not None else None,
+                    music_frames=music.ring_frames(settings.samplerate, chunk) if music is not None else 0)
     if live_tempo is None:
-        engine = Engine(tempo_map, settings, bank, stop_beats_at=tempo_map.end_sample)
+        engine = Engine(tempo_map, settings, bank, stop_beats_at=tempo_map.end_sample, **music_kw)
     else:
         engine = Engine(tempo_map, settings, bank, live=True, max_change_per_beat=live_tempo.max_change_per_beat,
-                        min_bpm=live_tempo.min_bpm, max_bpm=live_tempo.max_bpm, stop_beats_at=tempo_map.end_sample)
+                        min_bpm=live_tempo.min_bpm, max_bpm=live_tempo.max_bpm, stop_beats_at=tempo_map.end_sample,
+                        **music_kw)
+    ring = None
+    if music is not None:
+        from .music.ring import MusicRing
+
+        ring = MusicRing(engine, music.source(settings.samplerate))
     # Time order: the kernel serves the ring head first, so an out-of-order request would hold back the others.
     requests = sorted(((int(c), int(s)) for c, s in cue_requests), key=lambda r: r[1])
     outs = []
@@ -171,8 +188,6 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
     # per-call cost (~0.3 us) would still make a render ~20x slower, for the same bits: the output does not depend
     # on the block size (tests/test_kernels.py checks blocks of 1, 64, 65, 128, 8192, 8193 through
     # Engine.process), so smaller values run as RENDER_MIN_BLOCK (benchmarks/README.md, section 7).
-    kernel_block = max(blocksize, RENDER_MIN_BLOCK)
-    chunk = kernel_block * max(1, RENDER_CHUNK // kernel_block)
     f = ef = None
     try:
         buf = np.zeros((chunk, settings.channels), dtype=np.float32)
@@ -203,6 +218,8 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
                     n = min(n, control.next_sample - done)
             # Queue every cue that could start in this chunk (it waits in the ring for its beat otherwise).
             ri = engine.queue_cues(requests, ri, done + n)
+            if ring is not None:
+                ring.fill(until_written=done + n)  # exactly the frames this chunk reads (read == done here)
             view = buf[:n]
             engine.process(view, kernel_block)
             try:
@@ -259,5 +276,9 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
         for o in outs:
             o.abort()
         raise
+    music_info = None
+    if ring is not None:
+        music_info = {"tracks": list(ring.source.played), "tracks_started": ring.source.starts, "target_lufs": round(music.target_lufs, 2),
+                      "click_lufs": round(music.click_lufs, 2), "underruns": engine.music_underruns}
     return RenderResult(out_path, total, beats, cues, dropped, engine.peak, time.perf_counter() - t0,
-                        events_path, kept)
+                        events_path, kept, music_info)

@@ -63,6 +63,67 @@ class EngineSettings:
 
 
 @dataclass(frozen=True)
+class MusicSettings:
+    """The runner's own music under the coach (``--music``): levels, ducking and the read-ahead ring.
+
+    Attributes
+    ----------
+    click_level_db : float
+        Loudness of the clicks above the music's (dB, ITU-R BS.1770 / EBU R128 loudness of a click train at the
+        session's cadence against each track's integrated loudness).  Every track is normalised to
+        ``click_lufs - click_level_db``: the clicks keep their level (they already peak just under the ceiling)
+        and the music sits under them.  0 dB already puts each click ~10 dB above the music while it sounds: a
+        25 ms click every 350 ms (170 spm) is on 7 % of the time, so its power while on is 10 log10(1/0.07) =
+        11.5 dB above its integrated loudness.  Raise it if the clicks drown in dense music.
+    duck_db : float
+        Music gain while a cue is spoken (-10 dB, the figure issue 17 asks for: speech over a music bed stays
+        intelligible with the bed about 10 dB down, the usual voice-over ducking depth).
+    attack_s, release_s : float
+        Time constants of the music's duck ramps (one-pole): 20 ms down (speech must win at once, but without a
+        step that would click), 250 ms back up (a fast return is heard as pumping).
+    coach_gain_db : float
+        Clicks and cues are lowered by this while music plays, and every track's peak is held under the rest of
+        the ceiling (``ceiling x (1 - 10^(coach_gain_db/20))``): the sum never reaches the ceiling, so the limiter
+        stays a safety net that never acts (no pumping of the music at each click).  -6 dB shares the ceiling
+        half and half; the clicks' loudness, and so the music's, is measured after it.
+    max_gain_db : float
+        Largest normalisation gain a quiet track gets (a near-silent intro would otherwise be raised to noise).
+    once : bool
+        Play the playlist once (``--music-once``) instead of repeating it until the session ends.
+    ring_s : float
+        Read-ahead of live play: seconds of decoded music the worker keeps ahead of the audio callback (must
+        cover decoding the next track, ~1 s for a 5-minute OGG on the 2-core test VM).
+    max_track_s : float
+        Longest track accepted (each track is decoded whole: its loudness needs all of it; 30 min of 48 kHz
+        stereo float32 is 690 MB).
+    """
+
+    click_level_db: float = 0.0
+    duck_db: float = -10.0
+    attack_s: float = 0.020
+    release_s: float = 0.250
+    coach_gain_db: float = -6.0
+    max_gain_db: float = 20.0
+    once: bool = False
+    ring_s: float = 20.0
+    max_track_s: float = 1800.0
+
+    def __post_init__(self):
+        if not (math.isfinite(self.click_level_db) and -20.0 <= self.click_level_db <= 40.0):
+            raise InputError(f"click_level_db: {self.click_level_db!r} is outside -20..40 dB", field="click_level_db")
+        if not (math.isfinite(self.duck_db) and -40.0 <= self.duck_db <= 0.0):
+            raise InputError(f"music_duck_db: {self.duck_db!r} is outside -40..0 dB", field="music_duck_db")
+        if not (math.isfinite(self.coach_gain_db) and -20.0 <= self.coach_gain_db <= -1.0):
+            raise InputError(f"coach_gain_db: {self.coach_gain_db!r} is outside -20..-1 dB", field="coach_gain_db")
+        for name in ("attack_s", "release_s"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and 0.0005 <= v <= 5.0):
+                raise InputError(f"{name}: {v!r} is outside 0.0005..5 s", field=name)
+        if not (math.isfinite(self.ring_s) and 2.0 <= self.ring_s <= 120.0):
+            raise InputError(f"ring_s: {self.ring_s!r} is outside 2..120 s", field="ring_s")
+
+
+@dataclass(frozen=True)
 class TempoSettings:
     """Parameters of the grade -> cadence model and of tempo changes.
 

@@ -13,13 +13,16 @@ import sys
 import click
 
 from metronome.errors import DownbeatError, InputError
-from metronome.settings import EngineSettings, TempoSettings
+from metronome.settings import EngineSettings, MusicSettings, TempoSettings
+
+from .music_options import music_options, music_plan, music_tracks
 
 #: Settings fields -> the options that set them: library errors name the field, the CLI names its option.
 FLAG_FOR_FIELD = {
     "samplerate": "--samplerate", "channels": "--channels", "ceiling_dbfs": "--ceiling-db",
     "volume_db": "--volume-db", "accent_every": "--accent-every", "base_cadence_spm": "--base-cadence",
-    "upper_cap": "--upper-cap",
+    "upper_cap": "--upper-cap", "music": "--music", "click_level_db": "--click-level",
+    "music_duck_db": "--music-duck",
 }
 
 
@@ -176,8 +179,10 @@ def _plan(profile_spec, base_cadence, samplerate, upper_cap, volume_db, ceiling_
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @common_options
+@music_options
 def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, base_cadence, samplerate, upper_cap,
-           volume_db, ceiling_db, accent_every, flat_pace, runner, no_cues, voice_pack, follow=None, voice=None):
+           volume_db, ceiling_db, accent_every, flat_pace, runner, no_cues, voice_pack, follow=None, voice=None,
+           music=(), music_once=False, click_level=MusicSettings.click_level_db, music_duck=MusicSettings.duck_db):
     """Render PROFILE (a file or a bundled name) to an audio file, through the same kernel as `play`."""
     if follow is not None:
         from .follow import render_follow_command
@@ -192,14 +197,17 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
 
     output_format(out, subtype, samplerate)  # validate flags before any work
     voice = voice_spec(voice)
+    checked_music = music_tracks(music, music_once, click_level, music_duck)
     # Never write over what this session reads (--events course.yaml turned the course into a CSV).
     outfiles.refuse_overwriting_inputs([("--output", out), ("--events", events)],
-                                       outfiles.input_files(profile, voice_pack) + ([runner] if runner else []))
+                                       outfiles.input_files(profile, voice_pack) + ([runner] if runner else [])
+                                       + ([t.path for t in checked_music[1]] if checked_music else []))
     for folder in sorted({os.path.dirname(os.path.abspath(p)) for p in (out, events) if p}):
         for line in outfiles.clean_stale_partials(folder):
             click.echo(f"downbeat: {line}", err=True)
     plan = _plan(profile, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues,
                  voice_pack, channels, flat_pace, runner, voice)
+    mplan = music_plan(checked_music, plan)
     est = render_estimate(plan.tempo_map, out, plan.engine_settings, subtype=subtype, events_path=events)
     outfiles.check_free_space({out: est.audio_bytes, **({events: est.events_bytes} if events else {})})
     for w in est.warnings:
@@ -219,7 +227,7 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
     try:
         res = do_render(plan.tempo_map, out, plan.engine_settings, bank=plan.bank, cue_requests=plan.cue_requests,
                         events_path=events, blocksize=blocksize, subtype=subtype, progress=progress,
-                        event_distance=distance_at_sample(plan.profile, samplerate))
+                        event_distance=distance_at_sample(plan.profile, samplerate), music=mplan)
     finally:
         if bar is not None:
             bar.stop()
@@ -228,6 +236,8 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
                "peak_dbfs": round(20 * __import__("math").log10(max(res.peak, 1e-12)), 2),
                "bpm_min": round(float(plan.tempo_map.bpm.min()), 2), "bpm_max": round(float(plan.tempo_map.bpm.max()), 2),
                "render_s": round(res.seconds, 3)}
+    if res.music is not None:
+        summary["music"] = res.music
     if as_json:
         click.echo(json.dumps(summary))
     elif not quiet:

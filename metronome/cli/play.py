@@ -18,6 +18,7 @@ from metronome.errors import AudioDeviceError, InputError
 from metronome.safeyaml import short
 
 from .app import _plan_settings, common_options, render, voice_spec
+from .music_options import music_options, music_plan, music_tracks
 
 POLL_S = 0.1
 
@@ -73,7 +74,8 @@ def status_line(st) -> str:
     nc = f"next cue {st.next_cue}" if st.next_cue else "no cue queued"
     sensor = f"  sensor {st.sensor_status}" if st.sensor_status is not None else ""
     return (f"{int(st.t_s // 60):02d}:{st.t_s % 60:04.1f}  grade {g}  cadence {st.actual_bpm:5.1f} -> "
-            f"{st.target_bpm:5.1f} spm  {nc}  xruns {st.underflows}{sensor}")
+            f"{st.target_bpm:5.1f} spm  {nc}  xruns {st.underflows}{sensor}"
+            + (f"  music gaps {st.music_underruns / 48000:.1f} s" if st.music_underruns else ""))
 
 
 def _device_available(device) -> bool:
@@ -190,9 +192,10 @@ def run_session(session, *, quiet: bool, reconnect: bool, device=None) -> dict:
 @click.option("--reconnect", is_flag=True, help="If the audio device or server goes away, wait for it and carry on.")
 @click.option("--resume-at", type=int, default=None, hidden=True)  # used by --reconnect's fresh process
 @common_options
+@music_options
 def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_json, fallback_render, reconnect,
          resume_at, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, flat_pace, runner,
-         no_cues, voice_pack, voice=None):
+         no_cues, voice_pack, music, music_once, click_level, music_duck, voice=None):
     """Play PROFILE live on an audio device (default: the bundled demo descent)."""
     from metronome.devices import NoOutputDevice, find_device
 
@@ -207,6 +210,7 @@ def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_jso
         from metronome.sensors import parse_sensor_url
 
         spec = parse_sensor_url(sensor, listen_any=listen_any)  # bad input (exit 2) before device problems (exit 1)
+    checked_music = music_tracks(music, music_once, click_level, music_duck)  # bad paths: exit 2, before devices
     resume = None
     if resume_at is not None:
         resume = parse_resume(resume_at, os.environ.pop("DOWNBEAT_RESUME", None))
@@ -221,7 +225,8 @@ def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_jso
             ctx.invoke(render, profile=profile, out=fallback_render, events=None, blocksize=65536, channels=2,
                        subtype=None, quiet=quiet, as_json=as_json, base_cadence=base_cadence, samplerate=samplerate,
                        upper_cap=upper_cap, volume_db=volume_db, ceiling_db=ceiling_db, accent_every=accent_every,
-                       flat_pace=flat_pace, runner=runner, no_cues=no_cues, voice_pack=voice_pack, voice=voice)
+                       flat_pace=flat_pace, runner=runner, no_cues=no_cues, voice_pack=voice_pack, voice=voice,
+                       music=music, music_once=music_once, click_level=click_level, music_duck=music_duck)
             return
     if profile is None and sensor is None:
         profile = "demo-descent"
@@ -239,7 +244,9 @@ def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_jso
     if resume is not None and resume["position"] > plan.tempo_map.end_sample + es.samplerate:
         raise InputError(f"--resume-at: {resume['position']} is past the end of this session "
                          f"({plan.tempo_map.end_sample} samples)")
-    session = LiveSession(plan, feed_spec=spec, device=dev, blocksize=blocksize, duration_s=duration, resume=resume)
+    mplan = music_plan(checked_music, plan)
+    session = LiveSession(plan, feed_spec=spec, device=dev, blocksize=blocksize, duration_s=duration, resume=resume,
+                          music=mplan)
     summary = run_session(session, quiet=quiet or as_json, reconnect=reconnect, device=device)
     if as_json:
         click.echo(json.dumps(summary))
