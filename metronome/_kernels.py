@@ -467,41 +467,9 @@ def process_blocks(out, blocksize, st, ctl, map_sample, map_bpm, map_phase, samp
 # The callback finds the engine's preallocated arrays through a table of addresses (int64) passed as PortAudio's
 # ``userData``; the arrays are owned by :class:`metronome.engine.Engine`, which keeps them alive for the stream.
 # --------------------------------------------------------------------------------------------------------------
-from llvmlite import ir  # noqa: E402
 from numba import carray, cfunc, types  # noqa: E402
-from numba.core import cgutils  # noqa: E402
-from numba.extending import intrinsic  # noqa: E402
 
-
-@intrinsic
-def _voidptr(typingctx, addr):
-    """An integer address as a ``void*`` (numba documents this pattern for arrays from raw memory)."""
-    sig = types.voidptr(addr)
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], cgutils.voidptr_t)
-
-    return sig, codegen
-
-
-@intrinsic
-def _monotonic_ns(typingctx):
-    """``clock_gettime(CLOCK_MONOTONIC)`` in ns, called directly from compiled code (vDSO: no syscall, no
-    allocation), declared at the LLVM level so the callback stays cacheable (a ctypes global would not be)."""
-    sig = types.int64()
-
-    def codegen(context, builder, signature, args):
-        i64 = ir.IntType(64)
-        ts_t = ir.LiteralStructType([i64, i64])
-        fnty = ir.FunctionType(ir.IntType(32), [ir.IntType(32), ts_t.as_pointer()])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "clock_gettime")
-        ts = cgutils.alloca_once(builder, ts_t)
-        builder.call(fn, [ir.Constant(ir.IntType(32), 1), ts])  # CLOCK_MONOTONIC = 1 on Linux
-        sec = builder.load(cgutils.gep_inbounds(builder, ts, 0, 0))
-        nsec = builder.load(cgutils.gep_inbounds(builder, ts, 0, 1))
-        return builder.add(builder.mul(sec, ir.Constant(i64, 1000000000)), nsec)
-
-    return sig, codegen
+from ._intrinsics import _monotonic_ns, _voidptr  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------------------------------

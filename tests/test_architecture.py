@@ -23,7 +23,7 @@ LAYERS = (
     ("metronome.errors", 0), ("metronome.safeyaml", 0), ("metronome.levels", 0), ("metronome.limits", 0),
     ("metronome.settings", 0), ("metronome.checks", 0), ("metronome.atomic", 0), ("metronome._jitcache", 0),
     ("metronome.mix", 2), ("metronome.outfiles", 4), ("metronome.entry", 7),
-    ("metronome._kernels", 1), ("cues", 1), ("profiles", 1),
+    ("metronome._kernels", 1), ("metronome._intrinsics", 0), ("cues", 1), ("profiles", 1),
     ("metronome.tempo", 2),
     ("metronome.engine", 3),
     ("metronome.render", 4), ("metronome.player", 4), ("metronome.devices", 4), ("metronome.sensors", 4),

@@ -25,7 +25,8 @@ from llvmlite import ir
 from numba import carray, cfunc, njit, types
 from numba.extending import intrinsic
 
-from .._kernels import PA_CALLBACK_SIG, PA_CONTINUE, _voidptr
+from .._intrinsics import _voidptr
+from .._kernels import PA_CALLBACK_SIG, PA_CONTINUE
 
 # Pointer table (int64) slots
 T_SIG, T_SIG_LEN = 0, 1  # float32 test signal
