@@ -50,6 +50,18 @@ def list_devices() -> list[DeviceInfo]:
             for i, d in enumerate(devices)]
 
 
+def match_devices(devices, name: str) -> list[int]:
+    """Indices of ``devices`` that ``name`` (case-insensitive) picks, best first.
+
+    A host API named by its first word ("JACK", "ALSA") wins over a device whose label merely contains the word:
+    with ALSA's jack and pulse plugins installed, ALSA lists PCMs called "jack" and "pulse" that are not the JACK or
+    Pulse host APIs themselves (and "jack (ALSA)" listed first would take ``--device JACK``).
+    """
+    key = name.lower()
+    return ([d.index for d in devices if d.hostapi.lower().split(" ")[0] == key]
+            or [d.index for d in devices if key in d.label.lower()])
+
+
 def find_device(name: str | None):
     """Resolve ``--device`` (index or case-insensitive substring) to an output device index."""
     outputs = [d for d in list_devices() if d.outputs > 0]
@@ -64,7 +76,7 @@ def find_device(name: str | None):
             return int(name)
         raise InputError(f"--device: {name!r} is not an output device index (outputs: {indices})")
     # "JACK", "pulse" or "USB": match the device name or its host API's name.
-    matches = [d.index for d in outputs if name.lower() in d.label.lower()]
+    matches = match_devices(outputs, name)
     if not matches:
         names = ", ".join(repr(d.label) for d in outputs)
         raise InputError(f"--device: no output device matches {name!r} (have: {names})")

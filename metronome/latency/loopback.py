@@ -137,7 +137,7 @@ def analyse(lags_fine, starts, samplerate: int) -> dict:
 def find_duplex_device(name: str | None):
     """``--device`` (index or case-insensitive substring of "name (host API)") -> (index, label, host API name)
     of a device with both inputs and outputs."""
-    from ..devices import NoOutputDevice, list_devices
+    from ..devices import NoOutputDevice, list_devices, match_devices
 
     try:
         devices = list_devices()
@@ -156,7 +156,7 @@ def find_duplex_device(name: str | None):
             raise InputError(f"device: {name!r} is not a device with inputs and outputs (have: {duplex})")
         pick = int(name)
     else:
-        matches = [i for i in duplex if name.lower() in label[i].lower()]
+        matches = match_devices([d for d in devices if d.index in duplex], name)
         if not matches:
             have = ", ".join(repr(label[i]) for i in duplex)
             raise InputError(f"device: no duplex device matches {name!r} (have: {have})")
