@@ -25,6 +25,7 @@ from ..errors import SensorError
 from ..safeyaml import short
 from .position import Fix
 from .protocol import MAX_SPEED_MPS
+from .replay import ReplaySource
 
 TRACK_SUFFIXES = (".gpx", ".fit", ".tcx")
 #: Neighbours further apart than this (a pause, a gap in the recording) give no speed: the fix goes without.
@@ -86,45 +87,18 @@ def load_track_fixes(path) -> list:
     return out
 
 
-class TrackReplaySource:
+class TrackReplaySource(ReplaySource):
     """Plays a run's fixes against ``clock`` (``speed`` times real time); sets ``done`` after the last one.
 
-    The same source interface as :class:`~.replay.ReplaySource` (``open``/``read``/``close``/``done``); items are
-    :class:`~.position.Fix` objects, which :class:`~.core.FeedCore` hands to the course follower.
+    :class:`~.replay.ReplaySource`'s scheduling (``due``/``read``/``close``/``done``) over a different schedule:
+    items are :class:`~.position.Fix` objects, which :class:`~.core.FeedCore` hands to the course follower.
     """
 
     def __init__(self, path, speed: float = 1.0, clock: Callable[[], float] = time.monotonic, *,
                  sleep: Callable[[float], None] = time.sleep):
-        self.path, self.speed, self.clock, self.sleep = Path(path), float(speed), clock, sleep
-        self.schedule: list = []
-        self.done = False
-        self._i = 0
-        self._t0: float | None = None
+        super().__init__(path, speed, clock, sleep=sleep)
 
     def open(self) -> None:
         self.schedule = [(t / self.speed, fix) for t, fix in load_track_fixes(self.path)]
         self._i = 0
         self._t0 = self.clock()
-
-    def due(self, now_s: float) -> list:
-        elapsed = now_s - self._t0
-        out = []
-        while self._i < len(self.schedule) and self.schedule[self._i][0] <= elapsed:
-            out.append(self.schedule[self._i][1])
-            self._i += 1
-        if self._i >= len(self.schedule):
-            self.done = True
-        return out
-
-    def read(self, timeout_s: float) -> list:
-        out = self.due(self.clock())
-        if out or self.done:
-            if self.done and not out:
-                self.sleep(timeout_s)
-            return out
-        wait = self.schedule[self._i][0] - (self.clock() - self._t0)
-        self.sleep(max(0.0, min(timeout_s, wait)))
-        return self.due(self.clock())
-
-    def close(self) -> None:
-        pass
