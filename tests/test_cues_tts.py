@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import signal
 
 import numpy as np
 import pytest
 
 from cues import tts
 from cues import voice as V
-from metronome.cli.app import main
+
+from tests.support.cli import run_main
 from metronome.errors import CueError
-
-
-def run_main(argv, capsys):
-    old = signal.getsignal(signal.SIGPIPE), signal.getsignal(signal.SIGINT)
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    finally:
-        signal.signal(signal.SIGPIPE, old[0])
-        signal.signal(signal.SIGINT, old[1])
-    return (code, *capsys.readouterr())
 
 
 @pytest.mark.parametrize("spec, engine, voice", [

@@ -4,7 +4,6 @@ a full disk, outputs that are inputs, and the temporaries of killed renders (iss
 import collections
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -14,25 +13,12 @@ import pytest
 import soundfile as sf
 
 import metronome.outfiles as outfiles
-from metronome.cli import main
+
+from tests.support.cli import run_main
 
 COURSE = "name: t\nsegments:\n  - {distance_m: 300, grade_pct: 0}\n  - {distance_m: 400, grade_pct: -8}\n"
 LONG = "name: long\nsegments:\n  - {distance_m: 40000, grade_pct: -5}\n"
 SENTINEL = b"an earlier good file: must survive"
-
-
-def run_main(argv, capsys):
-    old = signal.getsignal(signal.SIGPIPE), signal.getsignal(signal.SIGINT)
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    finally:
-        signal.signal(signal.SIGPIPE, old[0])
-        signal.signal(signal.SIGINT, old[1])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line_exit_2(code, err, *needles):
