@@ -3,7 +3,6 @@ music, bit for bit (render and play share the ring and the kernel), the callback
 music ring never runs dry."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +10,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from tests.support.jackutil import (JackRecorder, assert_underflows_explained, jack_log_since, jack_log_size, jack_ports,
-                                    require_jack, wait_new_port)
+from tests.support.jackutil import (play_and_record, assert_underflows_explained, jack_log_since, jack_log_size, require_jack)
 
 SR = 48000
 MUSIC = str(Path(__file__).resolve().parent / "data" / "music")
@@ -29,22 +27,9 @@ def test_play_with_music_on_jack_is_the_render_with_music(tmp_path):
     assert r.returncode == 0, r.stderr
     ref = sf.read(ref_path, dtype="float32")[0]
     log_offset = jack_log_size()
-    before = jack_ports()
-    play = subprocess.Popen([sys.executable, "-m", "metronome.cli", "play", str(course), "--no-cues", "--json",
-                             "--duration", "12", "--device", "JACK", "--music", MUSIC], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, JACK_NO_START_SERVER="1"))
-    recorder = None
-    try:
-        port = wait_new_port(before, ":out_0", play)
-        recorder = JackRecorder(port, 8, tmp_path / "rec.npz")
-        rec = recorder.result(timeout=60)
-        out, err = play.communicate(timeout=60)
-    finally:
-        if recorder is not None:
-            recorder.kill()
-        if play.poll() is None:
-            play.kill()
-    assert play.returncode == 0, err
+    rec, code, out, err = play_and_record([course, "--no-cues", "--json", "--duration", "12", "--device", "JACK",
+                                           "--music", MUSIC], 8, tmp_path / "rec.npz")
+    assert code == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["music"]["underruns"] == 0 and summary["music"]["tracks_started"] >= 1
     assert summary["callback_p99_ms"] < 0.1 * 128 / SR * 1e3, summary

@@ -7,15 +7,13 @@ loaded machine are known exactly and left out; they are not guessed from click i
 """
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 import soundfile as sf
 
-from tests.support.jackutil import (JackRecorder, assert_underflows_explained, jack_log_since, jack_log_size, jack_ports,
-                                match_render, require_jack, wait_new_port, xruns_logged)
+from tests.support.jackutil import (play_and_record, assert_underflows_explained, jack_log_since, jack_log_size, match_render, require_jack, xruns_logged)
 
 SR = 48000
 
@@ -32,22 +30,9 @@ def test_play_10s_on_jack_records_the_rendered_click_pattern(tmp_path):
     ref = sf.read(ref_path, dtype="float32")[0]
 
     log_offset = jack_log_size()
-    before = jack_ports()
-    play = subprocess.Popen([sys.executable, "-m", "metronome.cli", "play", str(course), "--no-cues", "--json",
-                             "--duration", "14", "--device", "JACK"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, JACK_NO_START_SERVER="1"))
-    recorder = None
-    try:
-        port = wait_new_port(before, ":out_0", play)
-        recorder = JackRecorder(port, 10, tmp_path / "rec.npz")
-        rec = recorder.result(timeout=60)
-        out, err = play.communicate(timeout=60)
-    finally:
-        if recorder is not None:
-            recorder.kill()
-        if play.poll() is None:
-            play.kill()
-    assert play.returncode == 0, err
+    rec, code, out, err = play_and_record([course, "--no-cues", "--json", "--duration", "14", "--device", "JACK"],
+                                          10, tmp_path / "rec.npz")
+    assert code == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["played_s"] >= 13.9
     # Our callback's own time stays far inside the period (128 frames = 2.67 ms).

@@ -68,6 +68,32 @@ def wait_new_port(before, suffix, proc, timeout=90):
     raise AssertionError("downbeat's JACK port never appeared")
 
 
+def play_and_record(play_args, record_s, path, cwd=None):
+    """Run ``downbeat play PLAY_ARGS`` (``--json``, on JACK) and record its first output port for ``record_s``.
+
+    Returns ``(recording, returncode, stdout, stderr)``; the player and the recorder are killed if a check fails
+    on the way (so a broken run never leaves a JACK client behind).
+    """
+    import sys
+
+    before = jack_ports()
+    play = subprocess.Popen([sys.executable, "-m", "metronome.cli", "play", *map(str, play_args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+                            env=dict(os.environ, JACK_NO_START_SERVER="1"))
+    recorder = None
+    try:
+        port = wait_new_port(before, ":out_0", play)
+        recorder = JackRecorder(port, record_s, path)
+        rec = recorder.result(timeout=60)
+        out, err = play.communicate(timeout=60)
+    finally:
+        if recorder is not None:
+            recorder.kill()
+        if play.poll() is None:
+            play.kill()
+    return rec, play.returncode, out, err
+
+
 def jack_log_size():
     path = os.environ.get("DOWNBEAT_JACKD_LOG")
     return os.path.getsize(path) if path and os.path.exists(path) else None
