@@ -120,6 +120,7 @@ class LiveSession:
         self._bpm_lo, self._bpm_hi = float("inf"), float("-inf")
         self._live_cue = None
         self.witness = None  # TimingWitness, from start()
+        self._latency = None  # output_latency(), from start()
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
     def start(self) -> "LiveSession":
@@ -135,7 +136,8 @@ class LiveSession:
         self._last_cb_t = time.monotonic()
         from .latency.witness import TimingWitness
 
-        eff_ms = self.output_latency()["output_latency_ms"]
+        self._latency = self.output_latency()  # enumerates devices and reads the offsets file: once per session
+        eff_ms = self._latency["output_latency_ms"]
         self.witness = TimingWitness(self.player.stats, self.samplerate, 0.0 if eff_ms is None else eff_ms / 1e3)
         return self
 
@@ -226,7 +228,7 @@ class LiveSession:
             s["music"] = {"tracks": list(src.played), "tracks_started": src.starts, "skipped": src.skipped,
                           "target_lufs": round(self.music.target_lufs, 2), "underruns": self.engine.music_underruns,
                           "errors": errors[:5]}
-        s.update(self.output_latency())
+        s.update(self._latency if self._latency is not None else self.output_latency())
         if self.witness is not None:
             s.update(self.witness.summary())
         return s
