@@ -44,6 +44,10 @@ from .settings import TempoSettings
 
 #: Slower than this along the course (standing, fiddling with the watch) gives no time-to-arrival.
 MIN_SPEED_MPS = 0.5
+#: Time-to-arrival and ramp leads use the median of the follower's speed over this window, sampled once a second:
+#: one GPS position jump (a real Fenix 2 track has 3.8 and 4.7 m/s between 1.5 m/s fixes) must not announce a
+#: descent 25 s early; a median of 8 s follows a real change of pace within ~4 s.
+SPEED_WINDOW_S = 8.0
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,7 @@ class FollowController:
         self._core_n = 0
         self._committed = 0  # highest tempo level a ramp has been started toward
         self._last_sample = None
+        self._v_hist: list = []  # (sample, speed), one a second
         self.last: FollowStep | None = None
 
     # -- tempo ------------------------------------------------------------------------------------------------
@@ -278,6 +283,18 @@ class FollowController:
                                   entry.safety),)
         return ()
 
+    def _robust_speed(self, sample: int, v: float) -> float:
+        """The median of the follower's speed over the last ``SPEED_WINDOW_S`` (one value a second, then ``v``)."""
+        h = self._v_hist
+        if not h or sample - h[-1][0] >= self.sr:
+            h.append((sample, v))
+            cut = sample - int(SPEED_WINDOW_S * self.sr)
+            while h and h[0][0] < cut:
+                h.pop(0)
+        vals = sorted([x for _, x in h[:-1]] + [v])
+        n = len(vals)
+        return vals[n // 2] if n % 2 else 0.5 * (vals[n // 2 - 1] + vals[n // 2])
+
     # -- the step ---------------------------------------------------------------------------------------------
     def update(self, sample: int, state, bpm_now: float) -> FollowStep:
         """One control step at engine position ``sample`` with the follower's latest ``state``.
@@ -289,7 +306,7 @@ class FollowController:
         if self._last_sample is not None and sample < self._last_sample:
             sample = self._last_sample  # a poll never moves the clock back (it may repeat a position)
         self._last_sample = sample
-        d, v = float(state.distance_m), float(state.speed_mps or 0.0)
+        d, v = float(state.distance_m), self._robust_speed(sample, float(state.speed_mps or 0.0))
         for ev in state.events:
             if ev.kind == "off_course":
                 # Coaching for where the runner is not: dropped; the warning replaces it.

@@ -50,8 +50,11 @@ class FollowPlan:
 
 
 def plan_follow(profile, tempo_settings: TempoSettings, engine_settings: EngineSettings, *, cues: bool = True,
-                voice_pack=None) -> FollowPlan:
-    """The plan of a session that follows ``profile`` by position (a course with coordinates)."""
+                voice_pack=None, voice=None) -> FollowPlan:
+    """The plan of a session that follows ``profile`` by position (a course with coordinates).
+
+    ``voice``: the speech engine and voice (``--voice``, see :mod:`cues.tts`); default the best installed.
+    """
     from .errors import InputError
 
     if profile.lat_deg is None:
@@ -69,7 +72,7 @@ def plan_follow(profile, tempo_settings: TempoSettings, engine_settings: EngineS
 
         library = load_library()
         try:
-            clips = VoiceBank(library, es.samplerate, pack_dir=voice_pack).clips()
+            clips = VoiceBank(library, es.samplerate, voice=voice, pack_dir=voice_pack).clips()
         except VoiceUnavailableError as exc:  # clicks only (a bad voice pack is still exit 2)
             warnings.append(f"cues disabled: {exc}")
             library, clips = None, {}

@@ -320,10 +320,14 @@ class CourseFollower:
             ok = e_arr <= p.off_course_m
             self._cross_m = float(e_arr.min())
             if ok.any():
-                # Prefer the candidate nearest the expected start (a loop's finish is its start too), then nearest.
-                key = np.abs(s_arr - self.start_m) + 1e-3 * e_arr
-                key[~ok] = np.inf
-                i = int(np.argmin(key))
+                # One candidate per pass of the course near the fix (a run of consecutive segments within reach:
+                # the nearest point of that pass), then the pass nearest the expected start (a loop's finish is
+                # its start too).  Taking the segment nearest the start outright would put a runner who joins
+                # mid-course (or resumes after a reconnect) up to off_course_m behind, on the same pass.
+                edges = np.flatnonzero(np.diff(np.concatenate([[0], ok.view(np.int8), [0]])))
+                best = [a + int(np.argmin(e_arr[a:b])) for a, b in zip(edges[::2], edges[1::2])]
+                key = np.abs(s_arr[best] - self.start_m) + 1e-3 * e_arr[best]
+                i = best[int(np.argmin(key))]
                 self._s = float(s_arr[i])
                 self._v = min(fix.speed_mps or 0.0, p.max_speed_mps)
                 self._pss, self._psv, self._pvv = acc * acc, 0.0, 4.0

@@ -13,12 +13,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ._kernels import CT_TARGET_BPM
+from ._kernels import CT_N, CT_READING_NS, CT_TARGET_BPM
 from .engine import Engine, freeze_kernels, warm_kernels
 from .errors import InputError
 from .player import LivePlayer
 
 CUE_LOOKAHEAD_S = 5.0
+#: Following a course, the session ends this long after the runner reaches its end (or a replayed run ends): the
+#: last cue ("Descent done.") has time to play.
+FOLLOW_TAIL_S = 5.0
 STALL_S = 2.0  # no callback for this long while the stream claims to run => the device is gone
 RESUME_COUNTERS = ("beats", "cues", "cues_dropped", "underflows", "reconnects")
 
@@ -37,6 +40,27 @@ class LiveStatus:
     finished: str | None  # None while playing; "end" (the session is over) or "device" (the device is gone)
     #: Music samples the ring could not supply in time (silence played for the music; clicks untouched).
     music_underruns: int = 0
+    #: Following a course: ``course: km 3.42  descent in 180 m`` / ``OFF COURSE`` / ``lost fix`` (else None).
+    course: str | None = None
+
+
+def follows_position(spec) -> bool:
+    """A feed that says where the runner is, so a session with a course follows it by position: gpsd, the phone
+    apps' HTTP push, or a recorded run (``replay:RUN.gpx|.fit|.tcx``).  A UDP/stdin feed or a replayed grade log
+    keeps the grade-driven live planner."""
+    from .sensors.track_replay import is_track_file
+
+    return spec.kind in ("gpsd", "http") or (spec.kind == "replay" and is_track_file(spec.path))
+
+
+def follow_source(spec):
+    """The source of a course-following feed: a recorded run (``replay:RUN.gpx``) replays its *fixes* (not its grade
+    readings, :mod:`metronome.sensors.track_replay`); any other URL gets its usual source (None)."""
+    from .sensors.track_replay import TrackReplaySource, is_track_file
+
+    if spec.kind == "replay" and is_track_file(spec.path):
+        return TrackReplaySource(spec.path, spec.speed)
+    return None
 
 
 class LiveSession:
@@ -61,15 +85,38 @@ class LiveSession:
     music : MusicPlan, optional
         The runner's music: a worker thread (:class:`metronome.music.feeder.MusicFeeder`) decodes it ahead into
         the engine's ring, the callback only mixes.
+    follow : FollowPlan, optional
+        Follow a course by position (issue 14; :func:`metronome.session.plan_follow_live` builds ``plan``): the
+        feed's fixes go to a :class:`~metronome.follow_live.LiveFollow`, which sets the tempo and requests the cues
+        from the main thread; the feed's own grade-based target goes to a scratch array.  The session ends with
+        the course (``FOLLOW_TAIL_S`` after the runner reaches its end) or with a replayed run.
+    event_log : list, optional
+        Every kernel event (:class:`~metronome.engine.Event`: beats, cues) is appended here as it is drained: what
+        the player itself did, sample by sample.
     """
 
     def __init__(self, plan, *, feed_spec=None, device=None, blocksize: int = 0, duration_s: float | None = None,
-                 resume: dict | None = None, music=None):
+                 resume: dict | None = None, music=None, follow=None, event_log: list | None = None):
         self.plan = plan
         tm, es, ts = plan.tempo_map, plan.engine_settings, plan.tempo_settings
         self.samplerate = sr = es.samplerate
         mus = dict(music=music.settings, music_frames=music.ring_frames(sr)) if music is not None else {}
-        if plan.live:
+        self.follow = None
+        if follow is not None:
+            import numpy as np
+
+            from .follow_live import LiveFollow
+            from .sensors import SensorFeed
+
+            self.engine = Engine(tm, es, plan.bank, live=True, max_change_per_beat=ts.max_change_per_beat,
+                                 min_bpm=ts.min_bpm, max_bpm=ts.max_bpm, **mus)
+            self.follow = LiveFollow(follow)
+            self.engine.set_target_bpm(follow.course.bpm_at(0.0))
+            # The main thread is the one writer of the engine's target: the feed's own grade target goes here.
+            self._feed_ctl = np.zeros(CT_N)
+            self.feed = SensorFeed(feed_spec, self._feed_ctl, ts, on_position=self.follow.on_position,
+                                   source=follow_source(feed_spec))
+        elif plan.live:
             from .sensors import SensorFeed
 
             self.engine = Engine(tm, es, plan.bank, live=True, max_change_per_beat=ts.max_change_per_beat,
@@ -83,6 +130,7 @@ class LiveSession:
             self.engine = Engine(tm, es, plan.bank, stop_beats_at=tm.end_sample if plan.profile is not None else None,
                                  **mus)
             self.feed = None
+        self.event_log = event_log
         self.music = music
         self.music_feeder = None
         self.music_errors: list[str] = []
@@ -119,6 +167,7 @@ class LiveSession:
         self._last_cb, self._last_cb_t = -1, time.monotonic()
         self._bpm_lo, self._bpm_hi = float("inf"), float("-inf")
         self._live_cue = None
+        self._follow_done_sample = None
         self.witness = None  # TimingWitness, from start()
         self._latency = None  # output_latency(), from start()
 
@@ -152,6 +201,14 @@ class LiveSession:
             eta_s = max(0.0, (self.planned[self._ri].start_sample - pos) / sr)
             next_cue = f'"{self.planned[self._ri].text}" in {eta_s:.0f} s'
         state = self.feed.state() if self.feed is not None else None
+        if self.follow is not None:
+            self.follow.step(engine)
+            if self.follow.last_reading_s is not None:
+                # The fix behind the tempo decision (the witness's sensor-to-sound figure, metronome.latency).
+                engine.ctl[CT_READING_NS] = float(round(self.follow.last_reading_s * 1e9))
+            if self._follow_done_sample is None and (self.follow.finished() or (state is not None
+                                                                                 and state.source_done)):
+                self._follow_done_sample = pos
         planner = self.plan.live_planner
         if planner is not None and state is not None:
             target_now = float(engine.ctl[CT_TARGET_BPM])
@@ -164,6 +221,8 @@ class LiveSession:
         self._drain()
         finished = None
         if self.end_sample is not None and pos >= self.end_sample:
+            finished = "end"
+        elif self._follow_done_sample is not None and pos - self._follow_done_sample >= FOLLOW_TAIL_S * sr:
             finished = "end"
         else:
             cb = int(self.player.stats[1])
@@ -178,7 +237,9 @@ class LiveSession:
             self.summary["stop_reason"] = finished
         t_s = pos / sr
         prof = self.plan.profile
-        if state is not None:
+        if self.follow is not None:
+            grade = self.follow.grade_pct()
+        elif state is not None:
             grade = state.grade_pct
         elif prof is not None:
             grade = float(prof.grade_at_time(min(t_s, prof.duration_s)))
@@ -186,7 +247,16 @@ class LiveSession:
             grade = None
         target = float(engine.ctl[CT_TARGET_BPM]) if self.feed is not None else float(self.plan.tempo_map.bpm_at(pos))
         return LiveStatus(t_s, grade, target, engine.current_bpm, next_cue, int(self.player.stats[0]),
-                          None if state is None else state.status, finished, engine.music_underruns)
+                          None if state is None else state.status, finished, engine.music_underruns,
+                          None if self.follow is None else self.follow.status())
+
+    def wait(self, timeout_s: float) -> None:
+        """The main loop's pause between polls: ``timeout_s``, or less when a fix arrives (following a course,
+        a fix reaches the tempo and the cues within milliseconds, not a poll interval later)."""
+        if self.follow is not None:
+            self.follow.wait(timeout_s)
+        else:
+            time.sleep(timeout_s)
 
     def interrupted(self) -> None:
         """The user stopped the session (Ctrl-C, SIGTERM)."""
@@ -222,6 +292,8 @@ class LiveSession:
         s["peak"] = self.engine.peak
         if self.feed is not None:
             s["sensor"] = self.feed.summary()
+        if self.follow is not None:
+            s["follow"] = self.follow.summary()
         if self.music_feeder is not None:
             src = self.music_feeder.ring.source
             errors = self.music_errors + ([self.music_feeder.error] if self.music_feeder.error else [])
@@ -262,6 +334,8 @@ class LiveSession:
         """Drain the kernel's events: count them, and hand beats and footfalls to the timing witness."""
         events = self.engine.drain_events()
         self._count(events)
+        if self.event_log is not None:
+            self.event_log.extend(events)
         if self.witness is not None:
             core = self.feed.core if self.feed is not None else None
             self.witness.poll([ev.sample for ev in events if ev.kind == "beat"],

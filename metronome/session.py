@@ -135,3 +135,16 @@ def plan_live_session(profile, tempo_settings: TempoSettings, engine_settings: E
     lengths = {key: len(clip) for key, clip in clips.items()}
     return replace(plan, bank=click_bank(es.samplerate, named, es),
                    live_planner=LivePlanner(library, lengths, es.samplerate))
+
+
+def plan_follow_live(follow_plan, duration_s: float | None = None) -> SessionPlan:
+    """The session plan of ``play COURSE --sensor URL`` following the course by position (issue 14).
+
+    The tempo and the cues come from the follower at run time (:class:`metronome.follow_live.LiveFollow`), so
+    the plan holds no cue requests and a constant map at the course's starting tempo (the engine's starting
+    point; ``duration_s`` or an open session long).  ``follow_plan``: :func:`metronome.follow_session.plan_follow`.
+    """
+    fp = follow_plan
+    es = fp.engine_settings
+    tm = TempoMap.constant(fp.course.bpm_at(0.0), es.samplerate, duration_s or OPEN_SESSION_S)
+    return SessionPlan(None, fp.tempo_settings, es, tm, fp.bank, warnings=fp.warnings, live=True)

@@ -99,6 +99,18 @@ def test_exact_fixes_on_a_straight_course():
     assert [e.kind for e in f.events] == ["acquired"]
 
 
+def test_a_runner_joining_mid_course_is_placed_where_they_are_not_back_toward_the_start():
+    """The first fix (joining mid-way, or a session resumed after --reconnect) goes to the nearest point of the pass
+    it is on, not to that pass's segment nearest the start (which lies up to off_course_m behind)."""
+    p = _path_from_xy([0, 2000], [0, 0])
+    f, states = run(p, [1200.0, 1203.0, 1206.0], acc_m=5.0)
+    assert states[0].distance_m == pytest.approx(1200.0, abs=1.0)
+    # A loop: start and finish are one place; the first pass (the start) is still preferred there.
+    lp = loop(laps=1)
+    _, st = run(lp, [2.0], acc_m=5.0)
+    assert st[0].distance_m < 10.0
+
+
 @pytest.mark.parametrize("sigma", [5.0, 10.0, 15.0])
 def test_out_and_back_never_jumps_to_the_other_leg(sigma):
     p = out_and_back()

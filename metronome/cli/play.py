@@ -73,6 +73,8 @@ def status_line(st) -> str:
     g = "  --  " if st.grade_pct is None or not math.isfinite(st.grade_pct) else f"{st.grade_pct:+5.1f}%"
     nc = f"next cue {st.next_cue}" if st.next_cue else "no cue queued"
     sensor = f"  sensor {st.sensor_status}" if st.sensor_status is not None else ""
+    if st.course is not None:
+        sensor = f"  {st.course}{sensor}"
     return (f"{int(st.t_s // 60):02d}:{st.t_s % 60:04.1f}  grade {g}  cadence {st.actual_bpm:5.1f} -> "
             f"{st.target_bpm:5.1f} spm  {nc}  xruns {st.underflows}{sensor}"
             + (f"  music gaps {st.music_underruns / 48000:.1f} s" if st.music_underruns else ""))
@@ -160,7 +162,7 @@ def run_session(session, *, quiet: bool, reconnect: bool, device=None) -> dict:
                 break
             if live_view is not None:
                 live_view.update(status_line(st))
-            time.sleep(POLL_S)
+            session.wait(POLL_S)
     except KeyboardInterrupt:
         session.interrupted()
     except AudioDeviceError as exc:  # the stream could not be opened
@@ -180,8 +182,10 @@ def run_session(session, *, quiet: bool, reconnect: bool, device=None) -> dict:
 @click.command()
 @click.argument("profile", required=False, default=None)
 @click.option("--sensor", default=None, metavar="URL",
-              help="Live feed: udp://HOST:PORT, -, replay:FILE[@SPEEDx], ftms:ADDR, rsc:ADDR.")
-@click.option("--listen-any", is_flag=True, help="Allow the UDP listener on a non-loopback address.")
+              help="Live feed: udp://HOST:PORT, -, replay:FILE[@SPEEDx], ftms:ADDR, rsc:ADDR, gpsd://HOST:PORT, "
+                   "http://127.0.0.1:PORT.  With a COURSE, gpsd://, http:// and replay:RUN.gpx|.fit|.tcx follow "
+                   "it by position.")
+@click.option("--listen-any", is_flag=True, help="Allow the UDP or HTTP listener on a non-loopback address.")
 @click.option("--device", default=None, help="Output device (index or name substring).")
 @click.option("--blocksize", type=int, default=0, show_default=True, help="Frames per callback (0: the host's).")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
@@ -231,14 +235,34 @@ def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_jso
     if profile is None and sensor is None:
         profile = "demo-descent"
 
-    from metronome.live import LiveSession
+    from metronome.live import LiveSession, follows_position
     from metronome.session import DEFAULT_RUNNER, load_profile, plan_live_session
 
+    follow = profile is not None and spec is not None and follows_position(spec)
+    if follow and spec.speed != 1.0:
+        raise InputError(f"--sensor {sensor!r}: following a course replays a run on its own clock; leave out "
+                         f"@{spec.speed:g}x")
+    prof = None
+    if follow:  # a course that cannot be followed is bad input: exit 2 before any device problem
+        prof = load_profile(profile, flat_pace=flat_pace, runner=runner or DEFAULT_RUNNER)
+        if prof.lat_deg is None:
+            raise InputError(f"{profile}: following a course by position needs its coordinates (lat/lon); this "
+                             "course has none (a YAML course or a track without positions)", field="profile")
     dev = find_device(device)  # fail fast, before any slow preparation
-    prof = load_profile(profile, flat_pace=flat_pace, runner=runner or DEFAULT_RUNNER) if profile else None
+    if profile and prof is None:
+        prof = load_profile(profile, flat_pace=flat_pace, runner=runner or DEFAULT_RUNNER)
     ts, es = _plan_settings(prof, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, 2)
-    plan = plan_live_session(prof, ts, es, follows_feed=spec is not None, cues=not no_cues, voice_pack=voice_pack,
-                             duration_s=duration, voice=vs)
+    fplan = None
+    if follow:
+        # The course by distance, followed by position (issue 14): the same plan as `render --follow replay:RUN`.
+        from metronome.follow_session import plan_follow
+        from metronome.session import plan_follow_live
+
+        fplan = plan_follow(prof, ts, es, cues=not no_cues, voice_pack=voice_pack, voice=vs)
+        plan = plan_follow_live(fplan, duration)
+    else:
+        plan = plan_live_session(prof, ts, es, follows_feed=spec is not None, cues=not no_cues,
+                                 voice_pack=voice_pack, duration_s=duration, voice=vs)
     for w in plan.warnings:
         click.echo(f"downbeat: warning: {w}", err=True)
     if resume is not None and resume["position"] > plan.tempo_map.end_sample + es.samplerate:
@@ -246,7 +270,7 @@ def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_jso
                          f"({plan.tempo_map.end_sample} samples)")
     mplan = music_plan(checked_music, plan)
     session = LiveSession(plan, feed_spec=spec, device=dev, blocksize=blocksize, duration_s=duration, resume=resume,
-                          music=mplan)
+                          music=mplan, follow=fplan)
     summary = run_session(session, quiet=quiet or as_json, reconnect=reconnect, device=device)
     if as_json:
         click.echo(json.dumps(summary))

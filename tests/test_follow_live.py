@@ -1,0 +1,286 @@
+"""Following a course live (issue 14): ``play COURSE --sensor gpsd://|http://|replay:RUN``.
+
+* The live driver (:class:`metronome.follow_live.LiveFollow`) decides exactly what the render's schedule decides
+  when it sees the same fixes at the same samples (one plan, one follower, one controller for both clocks).
+* End to end on the JACK dummy server: NMEA made from a real run -> ``gpsfake`` (its own gpsd) -> ``gpsd://`` ->
+  the session: the beats shorten within one beat plus one block of the fix that reaches the ramp start, and the
+  announcement is in the recording, at the kernel's own cue sample, 10-15 s before the runner reaches the descent.
+* HTTP push end to end: Sensor Logger batches and GPSLogger requests made from a real track, with malformed
+  bodies, a flood and an oversize body in between: counted, dropped, and the session keeps playing and following.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from metronome.follow_live import FixInbox, LiveFollow
+from metronome.follow_session import FollowSchedule, plan_follow
+from metronome.mix import EngineSettings
+from metronome.sensors.track_replay import load_track_fixes
+from metronome.session import load_profile, plan_follow_live, tempo_settings_for
+from profiles.loader import read_track
+
+from tests.support import nmea
+from tests.support.track_files import DATA
+
+SR = 48000
+RUN = DATA / "activity-small-fenix2-run.fit"  # a real 9 km road run (Garmin Fenix 2), one descent of 315 m
+
+
+def _plan(course=RUN, cues=True):
+    prof = load_profile(str(course), runner=None)
+    return plan_follow(prof, tempo_settings_for(prof), EngineSettings(), cues=cues)
+
+
+# -- the ring and the driver ------------------------------------------------------------------------------------
+def test_fix_inbox_keeps_order_and_counts_what_a_full_ring_drops():
+    box = FixInbox(4)
+    assert [box.put(i) for i in range(6)] == [True] * 4 + [False] * 2
+    assert box.dropped == 2 and box.take_all() == [0, 1, 2, 3] and box.take_all() == []
+    for i in range(10, 13):
+        box.put(i)
+    assert box.take_all() == [10, 11, 12] and box.dropped == 2
+
+
+class _RecordingSchedule(FollowSchedule):
+    """The render's schedule, noting the engine tempo each step saw (the fake engine below replays it)."""
+
+    def step(self, engine, sample):
+        self.seen = getattr(self, "seen", []) + [(sample, engine.current_bpm, self._sched[self._i][2])]
+        super().step(engine, sample)
+
+
+class _FakeEngine:
+    def __init__(self):
+        self.position, self.current_bpm, self.target, self.cues = 0, 170.0, None, []
+
+    def set_target_bpm(self, bpm):
+        self.target = bpm
+
+    def request_cue(self, clip, sample):
+        self.cues.append((clip, sample))
+        return True
+
+
+def test_live_driver_decides_what_the_render_decides_on_a_real_run(tmp_path):
+    plan = _plan()
+    fixes = load_track_fixes(RUN)
+    sched = _RecordingSchedule(plan, fixes)
+    from metronome.render import render
+    from metronome.tempo import TempoMap
+
+    tm = TempoMap.constant(plan.course.bpm_at(0.0), SR, sched.end_s)
+    res = render(tm, str(tmp_path / "r.wav"), plan.engine_settings, bank=plan.bank, control=sched,
+                 live_tempo=plan.tempo_settings, keep_events=True)
+    live = LiveFollow(plan)
+    eng = _FakeEngine()
+    targets, cues = [], []
+    for (sample, bpm_now, fix), ref in zip(sched.seen, sched.steps):
+        eng.position, eng.current_bpm = sample, bpm_now
+        if fix is not None:
+            live.on_position(fix, 0.0)
+        st = live.step(eng)
+        assert (st.target_bpm, st.distance_m, st.state) == (ref.target_bpm, ref.distance_m, ref.state)
+        targets.append(eng.target)
+        cues += [(c.cue_id, c.not_before_sample) for c in st.cues]
+    ref_cues = [(c.cue_id, c.not_before_sample) for st in sched.steps for c in st.cues]
+    assert cues == ref_cues and len(cues) >= 4, cues
+    assert targets == [st.target_bpm for st in sched.steps]
+    assert res.cues == len(ref_cues)
+    summary = live.summary()
+    assert summary["fixes"] == len(fixes) and summary["reached_km"] == pytest.approx(plan.course.total_m / 1e3,
+                                                                                       abs=0.05)
+    assert [e for e in summary["log"] if e["kind"] == "cue"][0]["text"] == "Descent ahead."
+
+
+def test_play_refuses_a_course_without_coordinates_and_a_sped_up_run(tmp_path):
+    course = tmp_path / "c.yaml"
+    course.write_text("segments: [{distance_m: 500, grade_pct: -8}]")
+    for args, needle in (([str(course), "--sensor", f"replay:{RUN}"], "coordinates"),
+                         ([str(RUN), "--sensor", f"replay:{RUN}@4x"], "own clock"),
+                         ([str(RUN), "--sensor", "http://0.0.0.0:8099"], "loopback")):
+        r = subprocess.run([sys.executable, "-m", "metronome.cli", "play", *args, "--device", "nosuchdevice"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2, (args, r.stderr)
+        assert needle in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, \
+            r.stderr
+
+
+# -- end to end on JACK -----------------------------------------------------------------------------------------
+def _run_points(t0_rel_s, t1_rel_s):
+    """The run's points between two times (seconds from its first point), resampled to one fix a second and
+    moved to 2024 (gpsd reads NMEA's two-digit year against its build date)."""
+    raw = read_track(str(RUN))
+    ok = np.isfinite(raw.lat_deg) & np.isfinite(raw.lon_deg) & np.isfinite(raw.time_s)
+    t = raw.time_s[ok] - raw.time_s[ok][0]
+    ts = np.arange(t0_rel_s, t1_rel_s + 0.5, 1.0)
+    base = 1717236000.0  # 2024-06-01 10:00 UTC
+    cols = [np.interp(ts, t, np.asarray(a, float)[ok]) for a in (raw.lat_deg, raw.lon_deg, raw.elevation_m)]
+    return [(base + float(x), float(la), float(lo), float(el)) for x, la, lo, el in zip(ts, *cols)]
+
+
+def _wait_port(port, proc, timeout_s=20.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "gpsfake exited early"
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError("gpsd never listened")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop_group(proc):
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(3)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def _session(plan, url, duration_s, events):
+    from metronome.devices import find_device
+    from metronome.live import LiveSession
+    from metronome.sensors import parse_sensor_url
+
+    return LiveSession(plan_follow_live(plan, duration_s), feed_spec=parse_sensor_url(url), device=find_device("JACK"),
+                       duration_s=duration_s, follow=plan, event_log=events)
+
+
+def _drive(session, seconds, on_tick=None):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        st = session.poll()
+        if st.finished:
+            return st
+        if on_tick is not None:
+            on_tick(st)
+        session.wait(0.1)
+    return session.poll()
+
+
+def _locate(x, clip):
+    """Where ``clip`` sits in ``x`` (the peak of their cross-correlation) and the correlation coefficient there."""
+    n = len(x) + len(clip)
+    size = 1 << (n - 1).bit_length()
+    c = np.fft.irfft(np.fft.rfft(x, size) * np.conj(np.fft.rfft(clip, size)), size)[:len(x) - len(clip) + 1]
+    p = int(np.argmax(c))
+    seg = x[p:p + len(clip)]
+    return p, float(np.dot(seg, clip) / (np.linalg.norm(seg) * np.linalg.norm(clip) + 1e-12))
+
+
+@pytest.mark.jack
+@pytest.mark.skipif(shutil.which("gpsfake") is None, reason="gpsfake not installed (Debian gpsd-clients)")
+def test_gpsd_run_through_gpsfake_ramps_on_the_beat_and_announces_on_time(tmp_path):
+    from tests.support.jackutil import JackRecorder, jack_ports, onsets_seen, require_jack
+
+    require_jack()
+    plan = _plan()
+    descent = plan.course.descents[0]
+    # The run from 30 s before the ramp toward the descent's tempo (the render puts it 13 s before the descent,
+    # at 2632 s) to 15 s into the descent; a 4 s lead-in standing still while gpsd probes the device.
+    pts = _run_points(2600.0, 2660.0)
+    lead = [(pts[0][0] - 4.0 + k, *pts[0][1:]) for k in range(4)]
+    log = tmp_path / "run.nmea"
+    log.write_text(nmea.track_to_nmea(lead + pts))
+    port = _free_port()
+    err = open(tmp_path / "gpsfake.err", "wb")
+    # -c 0.5: GGA + RMC per fix, so one fix a second, as a receiver sends them.
+    gps = subprocess.Popen(["gpsfake", "-P", str(port), "-1", "-c", "0.5", "-q", str(log)], stdin=subprocess.DEVNULL,
+                           stdout=err, stderr=err, start_new_session=True)
+    events, recorder = [], None
+    try:
+        _wait_port(port, gps)
+        before = jack_ports()
+        session = _session(plan, f"gpsd://127.0.0.1:{port}", 80.0, events)
+        session.start()
+        try:
+            out = sorted(p for p in jack_ports() - before if p.endswith(":out_0"))[0]
+            recorder = JackRecorder(out, len(lead + pts) + 6, tmp_path / "rec.npz")
+            _drive(session, len(lead + pts) + 8)
+            rec = recorder.result(timeout=60)
+        finally:
+            summary = session.stop()
+    finally:
+        if recorder is not None:
+            recorder.kill()
+        _stop_group(gps)
+        err.close()
+    fol = summary["follow"]
+    assert fol["fixes"] >= len(pts) - 2, (fol, (tmp_path / "gpsfake.err").read_text()[-400:])
+    log_entries = fol["log"]
+    # The ramp toward the descent's tempo: decided the moment its fix arrived ...
+    ramp = [e for e in log_entries if e["kind"] == "target" and e["bpm"] == pytest.approx(descent_bpm(plan))]
+    assert ramp, log_entries
+    s_ramp = ramp[0]["sample"]
+    assert ramp[0]["fix_age_ms"] < 100.0, ramp[0]
+    # ... and in the beats within one beat plus one block (the kernel's own beat log).
+    beats = [(e.sample, e.bpm) for e in events if e.kind == "beat"]
+    samples = np.array([b for b, _ in beats])
+    bpms = np.array([b for _, b in beats])
+    before_ramp = bpms[samples <= s_ramp][-1]
+    first = int(np.flatnonzero((samples > s_ramp) & (bpms > before_ramp + 1e-9))[0])
+    block = summary["blocksize"]
+    gap = int(samples[first] - s_ramp)
+    assert gap <= 60.0 * SR / before_ramp + block + 1, (gap, block, before_ramp)
+    # The beat at ``first`` is the first at the new tempo: the intervals from it on are shorter.
+    assert np.all(np.diff(samples[first:first + 6]) < 60.0 * SR / before_ramp - 1), "the intervals did not shorten"
+    # The announcement: requested 10-15 s before the runner reached the descent (the start cue's request).
+    cues = [e for e in log_entries if e["kind"] == "cue"]
+    ann = [c for c in cues if c["cue_id"] == "descent_ahead"]
+    start = [c for c in cues if c["distance_m"] >= descent.start_m]
+    assert ann and start, cues
+    lead_s = (start[0]["sample"] - ann[0]["sample"]) / SR
+    assert 10.0 - 1.0 <= lead_s <= 15.0 + 1.0, (lead_s, cues)  # +-1 s: fixes come once a second
+    # ... played by the kernel on its beat, and in the recording at that very sample.
+    played = [e.sample for e in events if e.kind == "cue"]
+    c_ann = min(s for s in played if s >= ann[0]["sample"])
+    i = plan.bank.index(ann[0]["clip"])
+    clip = np.asarray(plan.bank.data[plan.bank.offsets[i]:plan.bank.offsets[i] + plan.bank.lengths[i]], np.float64)
+    if clip.ndim > 1:
+        clip = clip[:, 0]
+    x, present = rec.timeline()
+    p, corr = _locate(x.astype(np.float64), clip)
+    assert corr > 0.7, corr
+    # A cue starts on a beat: the clip must start in the recording exactly where a click starts, and the clicks
+    # around it must sit where the kernel's beat log puts them relative to the cue, sample for sample, but for
+    # whole periods: a cycle the server did not run the player in shifts what follows by one period (the player
+    # reports it as an underflow).  During the clip no click is an onset after silence: the clicks before it, and
+    # after it ends, are checked.
+    assert c_ann in set(samples.tolist())
+    on = onsets_seen(x, present)
+    assert p in set(on.tolist()), "the announcement does not start with a click"
+    end = c_ann + len(clip)
+    near = samples[((samples > c_ann - 3 * SR) & (samples < c_ann)) | ((samples > end) & (samples < end + 2 * SR))]
+    pred = [int(b - c_ann + p) for b in near]
+    seeable = [f for f in pred if 1 <= f < len(present) and present[f - 1:f + 1].all()]
+    off = np.array([int(on[np.argmin(np.abs(on - f))] - f) for f in seeable])
+    period, allowed = rec.period, summary["underflows"]
+    assert len(seeable) >= 8, seeable
+    assert np.all(off % period == 0) and np.all(np.abs(off) <= allowed * period), (off, allowed)
+    before, after = off[np.array(seeable) < p], off[np.array(seeable) > p]
+    assert np.all(before <= 0) and np.all(np.diff(before) >= 0) and np.all(after >= 0), off
+
+
+def descent_bpm(plan):
+    """The tempo level the plan holds at the descent's start."""
+    return plan.course.bpm_at(plan.course.descents[0].start_m + 1.0)
+
+
