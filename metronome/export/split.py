@@ -59,7 +59,7 @@ def split_cuts(plan, total: int, every_m: float | None = None, min_part_s: float
     kept = [0, int(total)]
 
     def room(b: int) -> bool:
-        return all(abs(b - k) >= gap for k in kept)
+        return 0 < b < total and all(abs(b - k) >= gap for k in kept)
 
     out = []
     for c in cues:
