@@ -41,11 +41,14 @@ class AtomicOutput:
         replace_or_remove(self.tmp, self.path, False)
 
 
-def part_paths(out_path: str, n_parts: int) -> list:
-    """``OUT.ogg`` -> ``OUT-01.ogg``, ``OUT-02.ogg``, ... (two digits, more when there are 100 parts or more)."""
+def part_paths(out_path: str, n_parts: int, upto: int | None = None) -> list:
+    """``OUT.ogg`` -> ``OUT-01.ogg``, ``OUT-02.ogg``, ... (two digits, more when there are 100 parts or more).
+
+    ``upto``: names up to that number, in the width of ``n_parts`` parts (to look for the leftovers of a longer
+    split)."""
     stem, ext = os.path.splitext(str(out_path))
     width = max(2, len(str(int(n_parts))))
-    return [f"{stem}-{k:0{width}d}{ext}" for k in range(1, int(n_parts) + 1)]
+    return [f"{stem}-{k:0{width}d}{ext}" for k in range(1, int(upto or n_parts) + 1)]
 
 
 def sf_detail(f) -> str:

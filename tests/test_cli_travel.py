@@ -109,7 +109,11 @@ def test_anchors_fall_at_the_course_distances_in_the_events_csv(tmp_path, capsys
 def test_split_parts_are_the_single_render(tmp_path, capsys, ext):
     one, ev = tmp_path / f"one{ext}", tmp_path / "ev.csv"
     _render(capsys, "demo-descent", "-o", one, "--anchors", "1km", "--events", ev)
+    leftover = tmp_path / f"run-40{ext}"  # from an earlier, longer split: named, never deleted
+    leftover.write_bytes(b"old part")
     summary, err = _render(capsys, "demo-descent", "-o", tmp_path / f"run{ext}", "--anchors", "1km", "--split")
+    assert f"run-40{ext} from an earlier render is not part of this one" in err
+    assert leftover.read_bytes() == b"old part"
     parts = summary["parts"]
     assert len(parts) >= 5 and not (tmp_path / f"run{ext}").exists()
     assert [p["path"] for p in parts] == [str(tmp_path / f"run-{k:02d}{ext}") for k in range(1, len(parts) + 1)]

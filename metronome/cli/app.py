@@ -23,7 +23,7 @@ FLAG_FOR_FIELD = {
     "samplerate": "--samplerate", "channels": "--channels", "ceiling_dbfs": "--ceiling-db",
     "volume_db": "--volume-db", "accent_every": "--accent-every", "base_cadence_spm": "--base-cadence",
     "upper_cap": "--upper-cap", "music": "--music", "click_level_db": "--click-level",
-    "music_duck_db": "--music-duck",
+    "music_duck_db": "--music-duck", "interval_m": "--anchors", "finish_time_s": "--finish-time",
 }
 
 

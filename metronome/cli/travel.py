@@ -8,6 +8,7 @@ parts start) and :class:`metronome.parts.AudioParts` (writing them).
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass
 
@@ -69,7 +70,15 @@ class Travel:
         total = plan.tempo_map.end_sample + int(round(TAIL_S * plan.engine_settings.samplerate))
         cuts = split_cuts(plan, total, self.anchor_every_m)
         split_at = [c.sample for c in cuts[1:]]
-        return split_at, cuts, part_paths(out, len(cuts))
+        paths = part_paths(out, len(cuts))
+        # Parts of an earlier, longer split of the same name would play after this one: say so (never delete).
+        more = part_paths(out, len(cuts), len(cuts) + 200)[len(cuts):]
+        stale = [p for p in more if os.path.exists(p)]
+        if stale:
+            click.echo(f"downbeat: note: {', '.join(stale[:3])}{' ...' if len(stale) > 3 else ''} from an earlier "
+                       f"render {'is' if len(stale) == 1 else 'are'} not part of this one (left untouched)",
+                       err=True)
+        return split_at, cuts, paths
 
     def summary(self, plan, cuts, paths) -> dict:
         """The JSON summary's travel keys (none without the flags)."""
