@@ -17,7 +17,8 @@ not change (anchors are the lowest priority: a safety or technique cue always wi
 * it never overlaps another cue (plus ``PlannerRules.min_silence_s`` either side), a tempo ramp, nor runs past the
   last beat; it is exempt from the 45 s spacing between technique cues (it belongs to a place, like a safety cue);
 * if that beat is not free it moves to the nearest free beat within ``tolerance_m`` (15 m) of its distance, else
-  it is **dropped**, never played late; descent anchors are placed before distance marks.
+  it is **dropped**, never played late.  Distance marks are placed first (they are what a runner checks the
+  track against; a descent still gets its "Descent ahead." announcement 12 s before it), then descent anchors.
 
 Pure and deterministic, like the planner; :func:`plan_profile_anchors` is the glue that makes the clips.
 """
@@ -36,7 +37,7 @@ from .planner import PlannedCue, PlannerRules
 from .terrain import TerrainRules, terrain_events
 
 #: The triggers of the anchor cues (library.yaml), in placement order.
-ANCHOR_TRIGGERS = ("descent_anchor", "distance_anchor")
+ANCHOR_TRIGGERS = ("distance_anchor", "descent_anchor")
 #: A descent anchor's distance left is said in steps of this (rounded down: "descent in 250 metres").
 DESCENT_ROUND_M = 50.0
 

@@ -75,13 +75,14 @@ def test_an_anchor_moves_off_a_cue_within_its_tolerance_else_it_is_dropped():
     assert placed == [] and dropped == a
 
 
-def test_anchors_do_not_overlap_each_other_descent_anchors_first():
+def test_anchors_do_not_overlap_each_other_distance_marks_first():
     tm, clock, beats = _steady()
-    a = [Anchor(1000.0, "distance_anchor", "1000"), Anchor(1000.0, "descent_anchor", "300")]
+    a = [Anchor(1000.0, "descent_anchor", "300"), Anchor(1000.0, "distance_anchor", "1000")]
     placed, dropped = place_anchors(a, clock, beats, [], [], _lengths(a), SR, LIB)
     assert not dropped and len(placed) == 2
     by = {c.cue_id: c for c in placed}
-    assert abs(by["descent_in"].start_sample - clock(1000.0)) <= SR / 3  # placed first, on its beat
+    assert abs(by["distance_mark"].start_sample - clock(1000.0)) <= SR / 3  # placed first, on its beat
+    assert abs(by["descent_in"].start_sample - clock(1000.0)) > SR  # moved off it
     x, y = sorted(placed, key=lambda c: c.start_sample)
     assert x.end_sample + PlannerRules().min_silence_s * SR <= y.start_sample
 
