@@ -118,7 +118,7 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
     if events_path and os.path.abspath(events_path) == os.path.abspath(out_path):
         raise InputError(f"--events: {events_path!r} is the audio output file; give the events CSV its own name")
     est = render_estimate(tempo_map, out_path, settings, subtype=subtype, tail_s=tail_s, events_path=events_path)
-    _, sub = output_format(out_path, subtype, settings.samplerate)
+    fmt, sub = output_format(out_path, subtype, settings.samplerate)
     outfiles.check_free_space({out_path: est.audio_bytes, **({events_path: est.events_bytes} if events_path else {})})
     total = tempo_map.end_sample + int(round(tail_s * settings.samplerate))
     kernel_block = max(blocksize, RENDER_MIN_BLOCK)
@@ -138,7 +138,6 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
         ring = MusicRing(engine, music.source(settings.samplerate))
     # Time order: the kernel serves the ring head first, so an out-of-order request would hold back the others.
     requests = sorted(((int(c), int(s)) for c, s in cue_requests), key=lambda r: r[1])
-    fmt, _ = output_format(out_path, subtype, settings.samplerate)
     audio = AudioParts(out_path, total, settings.samplerate, settings.channels, fmt, sub, split_at)
     outs = []
     try:
