@@ -13,7 +13,6 @@ exit code, the single stderr line and the clean folder end to end.  The one case
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
