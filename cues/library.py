@@ -43,12 +43,18 @@ TRIGGERS = (
     "announce_flat",
     "off_course",
     "on_course",
+    "distance_anchor",
+    "descent_anchor",
 )
 
-#: The one placeholder a phrasing may contain: the grade of the terrain event, unsigned (``"6"``, ``"2.5"``).
-#: Used by the treadmill announcements ("Decline {grade} percent in 10 seconds."); each distinct value is its
-#: own clip (synthesized per filled-in text, cached by text).
+#: The placeholder of the treadmill announcements: the grade of the terrain event, unsigned (``"6"``, ``"2.5"``)
+#: ("Decline {grade} percent in 10 seconds."); each distinct value is its own clip (synthesized per filled-in
+#: text, cached by text).
 PLACEHOLDER = "grade"
+#: The placeholder of the distance anchors (:mod:`cues.anchors`): a distance, filled with whole metres
+#: (``"5000"``) and spoken in words (``"5 kilometres"``, ``"300 metres"``, :func:`distance_words`).
+DISTANCE_PLACEHOLDER = "distance"
+PLACEHOLDERS = (PLACEHOLDER, DISTANCE_PLACEHOLDER)
 
 #: Bundled library, shipped as package data (see pyproject ``[tool.setuptools.package-data]``).
 DEFAULT_LIBRARY_PATH = Path(__file__).with_name("library.yaml")
@@ -68,6 +74,25 @@ def format_grade(grade_pct: float) -> str:
     """
     g = round(abs(float(grade_pct)), 1)
     return f"{g:.0f}" if g == int(g) else f"{g:.1f}"
+
+
+def distance_words(distance_m) -> str:
+    """A distance as spoken: ``"5 kilometres"``, ``"1 kilometre"``, ``"2.5 kilometres"``, ``"300 metres"``.
+
+    From 1 km on, kilometres with one decimal at most (no trailing ``.0``); below, whole metres.
+    """
+    try:
+        d = float(distance_m)
+    except (TypeError, ValueError):
+        raise CueError(f"{{{DISTANCE_PLACEHOLDER}}}: {short(distance_m)} is not a distance in metres") from None
+    if not (math.isfinite(d) and d >= 0):
+        raise CueError(f"{{{DISTANCE_PLACEHOLDER}}}: {short(distance_m)} is not a distance in metres")
+    if d >= 1000.0:
+        km = round(d / 1000.0, 1)
+        if km == int(km):
+            return f"{int(km)} kilometre" + ("" if int(km) == 1 else "s")
+        return f"{km:.1f} kilometres"
+    return f"{int(round(d))} metres"
 
 
 def _placeholders(text: str) -> list:
@@ -111,13 +136,19 @@ class CueEntry:
     core: bool = False
 
     def is_template(self, phrasing_index: int) -> bool:
-        """Whether phrasing ``phrasing_index`` has a ``{grade}`` to fill in."""
+        """Whether phrasing ``phrasing_index`` has a ``{grade}`` or ``{distance}`` to fill in."""
         return "{" in self.phrasings[phrasing_index]
 
     def text(self, phrasing_index: int, fill: str = "") -> str:
-        """Phrasing ``phrasing_index`` with ``{grade}`` replaced by ``fill`` (see :func:`format_grade`)."""
+        """Phrasing ``phrasing_index`` with its placeholder filled: ``{grade}`` by ``fill`` as it is (see
+        :func:`format_grade`), ``{distance}`` by ``fill`` (whole metres, ``"5000"``) in words (``"5 kilometres"``)."""
         p = self.phrasings[phrasing_index]
-        return p.format(**{PLACEHOLDER: fill}) if self.is_template(phrasing_index) else p
+        if not self.is_template(phrasing_index):
+            return p
+        values = {PLACEHOLDER: fill}
+        if DISTANCE_PLACEHOLDER in _placeholders(p):
+            values[DISTANCE_PLACEHOLDER] = distance_words(fill)
+        return p.format(**values)
 
 
 @dataclass(frozen=True)
@@ -165,6 +196,10 @@ def _is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def _known_placeholders() -> str:
+    return ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+
+
 def _validate_cue(raw, where: str) -> CueEntry:
     if not isinstance(raw, dict):
         raise CueError(f"{where}: expected a mapping with id, trigger, priority, cooldown_s, phrasings")
@@ -209,12 +244,15 @@ def _validate_cue(raw, where: str) -> CueEntry:
         try:
             fields = _placeholders(p)
         except ValueError:
-            raise CueError(f"{where}.phrasings[{j}]: unbalanced '{{' or '}}' (the only placeholder is "
-                           f"{{{PLACEHOLDER}}})") from None
-        bad = [f for f in fields if f != PLACEHOLDER]
+            raise CueError(f"{where}.phrasings[{j}]: unbalanced '{{' or '}}' (placeholders: "
+                           f"{_known_placeholders()})") from None
+        bad = [f for f in fields if f not in PLACEHOLDERS]
         if bad:
-            raise CueError(f"{where}.phrasings[{j}]: unknown placeholder {short('{' + bad[0] + '}')} (the only "
-                           f"one is {{{PLACEHOLDER}}})")
+            raise CueError(f"{where}.phrasings[{j}]: unknown placeholder {short('{' + bad[0] + '}')} (known: "
+                           f"{_known_placeholders()})")
+        if len(set(fields)) > 1:
+            raise CueError(f"{where}.phrasings[{j}]: one kind of placeholder per phrasing (it has "
+                           f"{', '.join('{' + f + '}' for f in sorted(set(fields)))})")
     return CueEntry(id=cid, phrasings=tuple(p.strip() for p in phr), trigger=trig, priority=int(prio),
                     cooldown_s=float(cool), safety=safety,
                     grade_max_pct=None if gmax is None else float(gmax), core=core)

@@ -57,6 +57,8 @@ MAX_RECORDING_CHANNELS = 8
 #: The value a ``{grade}`` phrasing is spoken with when no value is given: the longest to say of the values a
 #: treadmill shows (two digits and a half, "twelve point five").
 TEMPLATE_EXAMPLE_FILL = "12.5"
+#: The same for a ``{distance}`` phrasing (whole metres): "42.5 kilometres", a marathon's longest mark to say.
+TEMPLATE_EXAMPLE_DISTANCE = "42500"
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -363,8 +365,8 @@ class VoiceBank:
     def clip(self, cue_id: str, phrasing_index: int, fill: str | None = None) -> np.ndarray:
         """Mono float32 clip at :attr:`samplerate` for phrasing ``phrasing_index`` (0-based) of ``cue_id``.
 
-        ``fill`` is the value of a ``{grade}`` phrasing (``"6"``); each filled-in text is synthesized (and cached)
-        as its own clip.
+        ``fill`` is the value of a ``{grade}`` phrasing (``"6"``) or of a ``{distance}`` one (whole metres,
+        ``"5000"``); each filled-in text is synthesized (and cached) as its own clip.
         """
         entry = self.library.get(cue_id)
         if not 0 <= phrasing_index < len(entry.phrasings):
@@ -372,7 +374,9 @@ class VoiceBank:
                            f"(it has {len(entry.phrasings)})")
         what = f"cue {cue_id!r} phrasing {phrasing_index + 1}"
         rec = self._recording(cue_id, phrasing_index)
-        text = entry.text(phrasing_index, fill or TEMPLATE_EXAMPLE_FILL)
+        example = (TEMPLATE_EXAMPLE_DISTANCE if "{distance}" in entry.phrasings[phrasing_index]
+                   else TEMPLATE_EXAMPLE_FILL)
+        text = entry.text(phrasing_index, fill or example)
         key = (cue_id, int(phrasing_index), text if rec is None else "")
         hit = self._clips.get(key)
         if hit is not None:

@@ -14,9 +14,8 @@ import numpy as np
 
 from . import _kernels as K
 from . import outfiles
-from .atomic import replace_or_remove, temporary_beside
 from .errors import InputError
-from .outfiles import PARTIAL_SUFFIX, partial_prefix
+from .parts import AtomicOutput, AudioParts, part_paths  # noqa: F401  (AtomicOutput: other writers use it here)
 from .tempo import TempoMap
 from .engine import Engine
 from .mix import ClipBank, EngineSettings
@@ -48,47 +47,14 @@ def output_format(path: str, subtype: str | None = None, samplerate: int | None 
     return fmt, sub
 
 
-class AtomicOutput:
-    """Write to a temporary file beside ``path``; move it into place only on success.
-
-    So a failed or interrupted render leaves no partial file and never clobbers an existing good one.
-    """
-
-    def __init__(self, path: str):
-        self.path = os.path.abspath(path)
-        folder = os.path.dirname(self.path)
-        if not os.path.isdir(folder):
-            raise InputError(f"{path}: folder {folder!r} does not exist")
-        if os.path.isdir(self.path):
-            raise InputError(f"{path}: is a directory")
-        # The pid in the name lets the next render remove this file if the process is killed (outfiles).
-        self.tmp = temporary_beside(self.path, prefix=partial_prefix(),
-                                    suffix=os.path.splitext(path)[1] + PARTIAL_SUFFIX)
-
-    def commit(self):
-        replace_or_remove(self.tmp, self.path, True)
-
-    def abort(self):
-        replace_or_remove(self.tmp, self.path, False)
-
-
+#: Seconds rendered after the end of the tempo map, so the last click and cue decay (the file is this much longer).
+TAIL_S = 1.0
 RENDER_CHUNK = 65536  # frames per Python round trip of a render (the default --blocksize)
 RENDER_MIN_BLOCK = 64  # smallest kernel block of a render (see render())
 
 
-def _sf_detail(f) -> str:
-    """libsndfile's full error text for an open file ("System error : No space left on device."): its exception
-    only says "System error."."""
-    try:
-        import soundfile as sf
-
-        return sf._ffi.string(sf._snd.sf_strerror(f._file)).decode("utf-8", "replace")
-    except Exception:
-        return ""
-
-
 def render_estimate(tempo_map: TempoMap, out_path: str, settings: EngineSettings = EngineSettings(), *,
-                    subtype: str | None = None, tail_s: float = 1.0,
+                    subtype: str | None = None, tail_s: float = TAIL_S,
                     events_path: str | None = None) -> "outfiles.OutputEstimate":
     """Size, length and render time of :func:`render` with these arguments, before any work (see outfiles)."""
     fmt, sub = output_format(out_path, subtype, settings.samplerate)
@@ -115,9 +81,9 @@ class RenderResult:
 
 def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = EngineSettings(), *,
            bank: ClipBank | None = None, cue_requests=(), events_path: str | None = None,
-           blocksize: int = 65536, tail_s: float = 1.0, subtype: str | None = None, progress=None,
+           blocksize: int = 65536, tail_s: float = TAIL_S, subtype: str | None = None, progress=None,
            keep_events: bool = False, control=None, live_tempo=None, event_distance=None,
-           music=None) -> RenderResult:
+           music=None, split_at=None) -> RenderResult:
     """Render a tempo map (and cues) to WAV/FLAC/OGG through the live kernel, streaming to disk.
 
     Memory is constant in the session length: one block buffer, the event ring and the output file handle.
@@ -142,15 +108,17 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
         The runner's music under the clicks (:func:`metronome.music.plan.plan_music`).  The renderer writes the
         music ring before every chunk, as far as that chunk needs, through the same ring and kernel section live
         play uses (there a worker thread writes it ahead): the output does not depend on the block size.
+    split_at : sequence of int, optional
+        Samples where the audio starts a new file (``render --split``): the parts are ``OUT-01.ext``, ``OUT-02.ext``
+        ... (:func:`metronome.parts.part_paths`) instead of ``out_path``, the single render cut at exactly these
+        samples, all moved into place only when every one is complete (an empty sequence: ``OUT-01.ext`` alone).
     """
-    import soundfile as sf
-
     if not (1 <= blocksize <= 1 << 20):
         raise InputError(f"--blocksize: {blocksize!r} is outside 1..1048576")
     if events_path and os.path.abspath(events_path) == os.path.abspath(out_path):
         raise InputError(f"--events: {events_path!r} is the audio output file; give the events CSV its own name")
     est = render_estimate(tempo_map, out_path, settings, subtype=subtype, tail_s=tail_s, events_path=events_path)
-    _, sub = output_format(out_path, subtype, settings.samplerate)
+    fmt, sub = output_format(out_path, subtype, settings.samplerate)
     outfiles.check_free_space({out_path: est.audio_bytes, **({events_path: est.events_bytes} if events_path else {})})
     total = tempo_map.end_sample + int(round(tail_s * settings.samplerate))
     kernel_block = max(blocksize, RENDER_MIN_BLOCK)
@@ -170,14 +138,13 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
         ring = MusicRing(engine, music.source(settings.samplerate))
     # Time order: the kernel serves the ring head first, so an out-of-order request would hold back the others.
     requests = sorted(((int(c), int(s)) for c, s in cue_requests), key=lambda r: r[1])
+    audio = AudioParts(out_path, total, settings.samplerate, settings.channels, fmt, sub, split_at)
     outs = []
     try:
-        outs.append(AtomicOutput(out_path))
         if events_path:
             outs.append(AtomicOutput(events_path))
     except BaseException:
-        for o in outs:  # the events folder may be bad after the audio temporary was made
-            o.abort()
+        audio.abort()  # the events folder may be bad after the audio temporaries were made
         raise
     t0 = time.perf_counter()
     beats = cues = dropped = 0
@@ -188,20 +155,15 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
     # per-call cost (~0.3 us) would still make a render ~20x slower, for the same bits: the output does not depend
     # on the block size (tests/test_kernels.py checks blocks of 1, 64, 65, 128, 8192, 8193 through
     # Engine.process), so smaller values run as RENDER_MIN_BLOCK (benchmarks/README.md, section 7).
-    f = ef = None
+    ef = None
     try:
         buf = np.zeros((chunk, settings.channels), dtype=np.float32)
         # PCM_16: convert in the kernel layer and give libsndfile shorts (identical bytes, several times faster).
         pcm = np.zeros((chunk, settings.channels), dtype=np.int16) if sub == "PCM_16" else None
-        try:
-            f = sf.SoundFile(outs[0].tmp, "w", samplerate=settings.samplerate, channels=settings.channels,
-                             format=est.container, subtype=sub)
-        except (sf.LibsndfileError, OSError) as exc:
-            raise outfiles.write_error(out_path, exc) from None
         writer = None
         if events_path:
             try:
-                ef = open(outs[1].tmp, "w", newline="")
+                ef = open(outs[0].tmp, "w", newline="")
                 writer = csv.writer(ef)
                 writer.writerow(["kind", "sample", "time_s", "bpm", "clip", "distance_m"])
             except OSError as exc:
@@ -222,14 +184,11 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
                 ring.fill(until_written=done + n)  # exactly the frames this chunk reads (read == done here)
             view = buf[:n]
             engine.process(view, kernel_block)
-            try:
-                if pcm is not None:
-                    K.to_pcm16(view, pcm[:n])
-                    f.write(pcm[:n])
-                else:
-                    f.write(view)
-            except (sf.LibsndfileError, OSError) as exc:
-                raise outfiles.write_error(out_path, exc, _sf_detail(f)) from None
+            if pcm is not None:
+                K.to_pcm16(view, pcm[:n])
+                audio.write(pcm[:n])
+            else:
+                audio.write(view)
             rows = []
             for ev in engine.drain_events():
                 if ev.kind == "beat":
@@ -251,28 +210,24 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
             done += n
             if progress is not None:
                 progress(done, total)
-        try:
-            f.close()  # writes the header (WAV sizes, FLAC STREAMINFO): may fail on a full disk too
-        except (sf.LibsndfileError, OSError) as exc:
-            raise outfiles.write_error(out_path, exc, _sf_detail(f)) from None
+        # Closes the last file (its header may fail on a full disk too) and reads every length back: a file that
+        # is shorter than what was rendered must never be reported as written.
+        audio.close()
         if ef is not None:
             try:
                 ef.close()
             except OSError as exc:
                 raise outfiles.write_error(events_path, exc) from None
-        # Read the length back: a file that is shorter than what was rendered must never be reported as written.
-        got = sf.info(outs[0].tmp).frames
-        if got != total:
-            raise InputError(f"{out_path}: the file holds {got} of the {total} frames rendered; nothing was written")
+        audio.commit()
         for o in outs:
             o.commit()
     except BaseException:
-        for h in (f, ef):
-            try:
-                if h is not None:
-                    h.close()
-            except Exception:
-                pass
+        try:
+            if ef is not None:
+                ef.close()
+        except Exception:
+            pass
+        audio.abort()
         for o in outs:
             o.abort()
         raise

@@ -64,12 +64,14 @@ def tempo_settings_for(profile, base_cadence=None, upper_cap: float = TempoSetti
 
 def plan_session(profile, tempo_settings: TempoSettings | None = None,
                  engine_settings: EngineSettings = EngineSettings(), *, cues: bool = True,
-                 voice_pack: str | None = None, voice=None) -> SessionPlan:
+                 voice_pack: str | None = None, voice=None, anchor_every_m: float | None = None) -> SessionPlan:
     """Build the tempo map and, unless ``cues`` is False, the cue plan and voice clips for a profile.
 
     ``voice`` is the speech engine and voice, ``ENGINE[:VOICE]`` (``--voice``; default the best installed, see
     :mod:`cues.tts`).  A missing speech engine is not fatal: the session keeps its clicks and the reason is returned in
     ``warnings`` for the CLI to print, after the profile's own warnings (``Profile.warnings``).
+    ``anchor_every_m`` adds spoken distance anchors (``render --anchors``, :mod:`cues.anchors`) around the cue plan;
+    anchors that find no free beat near their distance are dropped and listed in ``warnings``.
     """
     if tempo_settings is None:
         tempo_settings = tempo_settings_for(profile)
@@ -83,6 +85,10 @@ def plan_session(profile, tempo_settings: TempoSettings | None = None,
         try:
             cue_clips, planned = plan_profile_cues(profile, tm, engine_settings.samplerate, voice_pack=voice_pack,
                                                    voice=voice)
+            if anchor_every_m is not None:
+                cue_clips, planned, dropped = _with_anchors(profile, tm, engine_settings.samplerate, cue_clips,
+                                                            planned, anchor_every_m, voice, voice_pack)
+                warnings.extend(dropped)
         except VoiceUnavailableError as exc:
             # No speech engine: the runner still gets the metronome.  (A bad voice pack or library is bad input
             # and propagates: exit 2.)
@@ -94,6 +100,22 @@ def plan_session(profile, tempo_settings: TempoSettings | None = None,
         requests.append((bank.index(cue.clip_name), cue.start_sample))
     return SessionPlan(profile, tempo_settings, engine_settings, tm, bank, tuple(requests), tuple(planned),
                        tuple(warnings))
+
+
+def _with_anchors(profile, tm, samplerate, cue_clips, planned, anchor_every_m, voice, voice_pack):
+    """The cue plan plus its distance anchors (:func:`cues.anchors.plan_profile_anchors`); a warning for the
+    anchors dropped."""
+    from cues.anchors import plan_profile_anchors
+
+    clips, anchors, dropped = plan_profile_anchors(profile, tm, samplerate, planned, anchor_every_m, voice=voice,
+                                                   voice_pack=voice_pack)
+    names = {name for name, _ in cue_clips}
+    merged = list(cue_clips) + [(n, c) for n, c in clips if n not in names]
+    note = []
+    if dropped:
+        where = ", ".join(f"{a.distance_m:.0f} m" for a in dropped[:5]) + (" ..." if len(dropped) > 5 else "")
+        note.append(f"{len(dropped)} distance anchor(s) dropped: no free beat near {where} (other cues there)")
+    return merged, list(planned) + list(anchors), note
 
 
 #: A live session without a profile or a duration is one long constant-tempo map (24 h).

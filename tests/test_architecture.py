@@ -22,8 +22,8 @@ MAX_MODULE_LINES = 700
 LAYERS = (
     ("metronome.errors", 0), ("metronome.safeyaml", 0), ("metronome.levels", 0), ("metronome.limits", 0),
     ("metronome.settings", 0), ("metronome.checks", 0), ("metronome.atomic", 0), ("metronome._jitcache", 0),
-    ("metronome.mix", 2), ("metronome.outfiles", 4), ("metronome.entry", 7),
-    ("metronome._kernels", 1), ("metronome._intrinsics", 0), ("cues", 1), ("profiles", 1),
+    ("metronome.mix", 2), ("metronome.outfiles", 4), ("metronome.parts", 4), ("metronome.entry", 7),
+    ("metronome._kernels", 1), ("metronome._intrinsics", 0), ("cues", 1), ("cues.anchors", 1), ("profiles", 1),
     ("metronome.tempo", 2),
     ("metronome.engine", 3),
     ("metronome.render", 4), ("metronome.player", 4), ("metronome.devices", 4), ("metronome.sensors", 4),
@@ -31,8 +31,8 @@ LAYERS = (
     ("metronome.follow_session", 5), ("metronome.follow_live", 5), ("metronome.history", 4), ("metronome.latency", 4),
     ("metronome.music", 4),
     ("metronome.session", 5),
-    ("metronome.live", 6), ("metronome.export", 6),
-    ("metronome.cli", 7),
+    ("metronome.live", 6), ("metronome.export", 6), ("metronome.export.split", 6),
+    ("metronome.cli", 7), ("metronome.cli.travel", 7),
 )
 
 

@@ -38,7 +38,8 @@ def test_list_with_bad_library_raises_cue_error(runner, tmp_path):
     assert isinstance(res.exception, CueError)
     assert str(res.exception) == (f"{bad}: cues[0].trigger: 'foo' is not one of descent_start, steep_descent, "
                                   "long_descent, technical, descent_end, cadence_low, cadence_high, announce_descent, "
-                                  "announce_decline, announce_incline, announce_flat, off_course, on_course")
+                                  "announce_decline, announce_incline, announce_flat, off_course, on_course, "
+                                  "distance_anchor, descent_anchor")
 
 
 @needs_espeak

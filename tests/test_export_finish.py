@@ -49,8 +49,12 @@ def test_distance_anchors_every_interval_and_before_each_descent():
                      (4000.0, "4 kilometres")]
     starts = [float(p.distance_at_time(e.start_s)) for e in terrain_events(p) if e.kind == "descent_start"]
     assert len(starts) == 2
-    warn = [d for d, t in anchors if t == "descent in 300 metres"]
-    np.testing.assert_allclose(warn, [s - 300.0 for s in starts])
+    warn = [(d, t) for d, t in anchors if t.startswith("descent in")]
+    assert warn[0] == (starts[0] - 300.0, "descent in 300 metres")
+    # The second descent starts 250 m after the first ends: its anchor is where the first ends, saying what is left.
+    ends = [float(p.distance_at_time(e.end_s)) for e in terrain_events(p) if e.kind == "descent_start"]
+    assert starts[1] - ends[0] == 250.0
+    assert warn[1] == (ends[0], "descent in 250 metres") and len(warn) == 2
     assert [d for d, _ in anchors] == sorted(d for d, _ in anchors)
 
 

@@ -13,7 +13,6 @@ exit code, the single stderr line and the clean folder end to end.  The one case
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -101,6 +100,11 @@ FLAGS = {
     "--upper-cap": lambda r: _float_value(r, 1.0, 1.10),
     "--channels": lambda r: _int_value(r, 1, 2),
     "--subtype": lambda r: r.choice(["PCM_16", "pcm_24", "FLOAT", "VORBIS", "ULAW", "", "PCM_32", "float"]),
+    # issue 16; short finish times only (a valid one renders that long)
+    "--finish-time": lambda r: r.choice([f"{r.randint(0, 3)}:{r.randint(0, 59):02d}", "0:00:45", "0:01:00.5", "abc",
+                                         "", "1:60", "-1:00", "0:00:0.5", "nan:00", "1:2:3:4", "0:05", "١:٠٠"]),
+    "--anchors": lambda r: r.choice(["1km", "100m", "250", "0.1km", "99m", "abc", "", "1mile", "nan", "1e3", "-500",
+                                     "1" * 400 + "km"]),
 }
 
 

@@ -16,13 +16,14 @@ from metronome.errors import DownbeatError, InputError
 from metronome.settings import EngineSettings, MusicSettings, TempoSettings
 
 from .music_options import music_options, music_plan, music_tracks
+from .travel import travel_options, travel_spec
 
 #: Settings fields -> the options that set them: library errors name the field, the CLI names its option.
 FLAG_FOR_FIELD = {
     "samplerate": "--samplerate", "channels": "--channels", "ceiling_dbfs": "--ceiling-db",
     "volume_db": "--volume-db", "accent_every": "--accent-every", "base_cadence_spm": "--base-cadence",
     "upper_cap": "--upper-cap", "music": "--music", "click_level_db": "--click-level",
-    "music_duck_db": "--music-duck",
+    "music_duck_db": "--music-duck", "interval_m": "--anchors", "finish_time_s": "--finish-time",
 }
 
 
@@ -152,13 +153,18 @@ def _plan_settings(profile, base_cadence, samplerate, upper_cap, volume_db, ceil
 
 
 def _plan(profile_spec, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues,
-          voice_pack, channels=2, flat_pace=None, runner=None, voice=None):
+          voice_pack, channels=2, flat_pace=None, runner=None, voice=None, finish_time_s=None, anchor_every_m=None):
     from metronome.session import DEFAULT_RUNNER, load_profile, plan_session
 
     profile = load_profile(profile_spec, flat_pace=flat_pace, runner=runner or DEFAULT_RUNNER)
+    if finish_time_s is not None:  # render --finish-time (issue 16)
+        from metronome.export.finish import scale_track_to_finish
+
+        profile = scale_track_to_finish(profile, finish_time_s)
     ts, es = _plan_settings(profile, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every,
                             channels)
-    plan = plan_session(profile, ts, es, cues=not no_cues, voice_pack=voice_pack, voice=voice)
+    plan = plan_session(profile, ts, es, cues=not no_cues, voice_pack=voice_pack, voice=voice,
+                        anchor_every_m=anchor_every_m)
     for w in plan.warnings:
         click.echo(f"downbeat: warning: {w}", err=True)
     return plan
@@ -180,10 +186,13 @@ def _plan(profile_spec, base_cadence, samplerate, upper_cap, volume_db, ceiling_
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @common_options
 @music_options
+@travel_options
 def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, base_cadence, samplerate, upper_cap,
            volume_db, ceiling_db, accent_every, flat_pace, runner, no_cues, voice_pack, follow=None, voice=None,
-           music=(), music_once=False, click_level=MusicSettings.click_level_db, music_duck=MusicSettings.duck_db):
+           music=(), music_once=False, click_level=MusicSettings.click_level_db, music_duck=MusicSettings.duck_db,
+           finish_time=None, anchors=None, split=False):
     """Render PROFILE (a file or a bundled name) to an audio file, through the same kernel as `play`."""
+    travel = travel_spec(finish_time, anchors, split, no_cues=no_cues, follow=follow)
     if follow is not None:
         from .follow import render_follow_command
 
@@ -199,14 +208,16 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
     voice = voice_spec(voice)
     checked_music = music_tracks(music, music_once, click_level, music_duck)
     # Never write over what this session reads (--events course.yaml turned the course into a CSV).
-    outfiles.refuse_overwriting_inputs([("--output", out), ("--events", events)],
-                                       outfiles.input_files(profile, voice_pack) + ([runner] if runner else [])
-                                       + ([t.path for t in checked_music[1]] if checked_music else []))
+    inputs = (outfiles.input_files(profile, voice_pack) + ([runner] if runner else [])
+              + ([t.path for t in checked_music[1]] if checked_music else []))
+    outfiles.refuse_overwriting_inputs([("--output", out), ("--events", events)], inputs)
     for folder in sorted({os.path.dirname(os.path.abspath(p)) for p in (out, events) if p}):
         for line in outfiles.clean_stale_partials(folder):
             click.echo(f"downbeat: {line}", err=True)
     plan = _plan(profile, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues,
-                 voice_pack, channels, flat_pace, runner, voice)
+                 voice_pack, channels, flat_pace, runner, voice, travel.finish_time_s, travel.anchor_every_m)
+    split_at, cuts, parts = travel.cuts(plan, out)  # --split: where each part starts, and its file
+    outfiles.refuse_overwriting_inputs([("--split", p) for p in parts] + [("--events", events)], inputs)
     mplan = music_plan(checked_music, plan)
     est = render_estimate(plan.tempo_map, out, plan.engine_settings, subtype=subtype, events_path=events)
     outfiles.check_free_space({out: est.audio_bytes, **({events: est.events_bytes} if events else {})})
@@ -227,7 +238,7 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
     try:
         res = do_render(plan.tempo_map, out, plan.engine_settings, bank=plan.bank, cue_requests=plan.cue_requests,
                         events_path=events, blocksize=blocksize, subtype=subtype, progress=progress,
-                        event_distance=distance_at_sample(plan.profile, samplerate), music=mplan)
+                        event_distance=distance_at_sample(plan.profile, samplerate), music=mplan, split_at=split_at)
     finally:
         if bar is not None:
             bar.stop()
@@ -238,10 +249,12 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
                "render_s": round(res.seconds, 3)}
     if res.music is not None:
         summary["music"] = res.music
+    summary.update(travel.summary(plan, cuts, parts))
     if as_json:
         click.echo(json.dumps(summary))
     elif not quiet:
-        click.echo(f"wrote {out}: {summary['duration_s'] / 60:.1f} min, {res.beats} steps at "
+        shown = f"{len(parts)} parts {parts[0]} .. {parts[-1]}" if parts else out
+        click.echo(f"wrote {shown}: {summary['duration_s'] / 60:.1f} min, {res.beats} steps at "
                    f"{summary['bpm_min']:.0f}-{summary['bpm_max']:.0f} spm, {res.cues} cues, "
                    f"peak {summary['peak_dbfs']} dBFS ({res.seconds:.1f} s)")
 

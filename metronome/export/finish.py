@@ -64,58 +64,68 @@ def scale_to_finish_time(profile, finish_time_s: float):
     return dataclasses.replace(profile, time_s=time_s, speed_mps=speed, notes=tuple(profile.notes) + (note,))
 
 
-def _distance_words(d_m: float) -> str:
-    if d_m >= 1000.0:
-        km = d_m / 1000.0
-        if abs(km - round(km)) < 1e-6:
-            n = int(round(km))
-            return f"{n} kilometre" + ("" if n == 1 else "s")
-        return f"{km:.1f}".rstrip("0").rstrip(".") + " kilometres"
-    return f"{int(round(d_m))} metres"
+def parse_finish_time(text) -> float:
+    """``H:MM:SS`` or ``MM:SS`` (``--finish-time``) -> seconds; InputError naming ``--finish-time``.
+
+    ``MM`` may exceed 59 in the two-field form (``90:00`` is 1.5 h); seconds may have decimals (``1:02:03.5``).
+    """
+    raw = str(text).strip()
+    parts = raw.split(":")
+    bad = InputError(f"--finish-time: {text!r} is not H:MM:SS or MM:SS (e.g. 1:45:00 or 25:30)",
+                     field="finish_time_s")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise bad
+    try:
+        *hm, sec = parts
+        nums = [int(x) for x in hm] + [float(sec)]
+    except ValueError:
+        raise bad from None
+    if any(n < 0 for n in nums) or not math.isfinite(nums[-1]) or nums[-1] >= 60 or not sec[0].isdigit():
+        raise bad
+    if len(nums) == 3 and nums[1] >= 60:
+        raise bad
+    total = nums[-1] + 60.0 * nums[-2] + (3600.0 * nums[0] if len(nums) == 3 else 0.0)
+    if total <= 0:
+        raise InputError(f"--finish-time: {text!r} must be longer than 0 s", field="finish_time_s")
+    return total
+
+
+def scale_track_to_finish(profile, finish_time_s: float, tail_s: float | None = None):
+    """The profile a render of ``finish_time_s`` needs: the course ends ``tail_s`` before it, so the file (which
+    renders ``tail_s`` of decay after the last step, :func:`metronome.render.render`) lasts exactly
+    ``finish_time_s``.  Errors name ``--finish-time``."""
+    if tail_s is None:
+        from metronome.render import TAIL_S as tail_s
+    if finish_time_s <= tail_s:
+        raise InputError(f"--finish-time: {finish_time_s:g} s is not longer than the {tail_s:g} s tail after "
+                         "the last step", field="finish_time_s")
+    if profile.total_distance_m / (finish_time_s - tail_s) > MAX_MEAN_SPEED_MPS:
+        raise InputError(f"--finish-time: {finish_time_s:g} s for {profile.total_distance_m:.0f} m is a mean speed "
+                         f"above {MAX_MEAN_SPEED_MPS:g} m/s", field="finish_time_s")
+    return scale_to_finish_time(profile, finish_time_s - tail_s)
 
 
 def distance_anchors(profile, interval_m: float, *, descent_lead_m: float = DESCENT_LEAD_M,
                      terrain_rules=None) -> list:
-    """Spoken distance anchors: ``(distance_m, text)`` sorted by distance.
+    """Spoken distance anchors: ``(distance_m, words)`` sorted by distance (:func:`cues.anchors.course_anchors`).
 
     * every ``interval_m`` from the start (not at 0 and not at or beyond the finish): ``"5 kilometres"``,
       ``"2.5 kilometres"``, ``"500 metres"``;
     * ``descent_lead_m`` before each descent that :func:`cues.terrain.terrain_events` finds:
-      ``"descent in 300 metres"`` (skipped when the descent starts closer than that to the start).
+      ``"descent in 300 metres"`` (skipped when that point is before the start or inside the previous descent).
 
     A profile without distance (a time-only treadmill workout) has no anchors.
 
     Raises
     ------
     InputError
-        ``interval_m`` is not a number >= :data:`MIN_ANCHOR_INTERVAL_M`, or ``descent_lead_m`` is negative.
+        ``interval_m`` is not a number >= :data:`MIN_ANCHOR_INTERVAL_M`, or ``descent_lead_m`` is not > 0.
     """
-    from cues.terrain import TerrainRules, terrain_events
+    from cues.anchors import AnchorRules, course_anchors
 
     try:
-        step = float(interval_m)
         lead = float(descent_lead_m)
     except (TypeError, ValueError):
-        raise InputError(f"interval_m: {interval_m!r} / descent_lead_m: {descent_lead_m!r} is not a number") from None
-    if not (math.isfinite(step) and step >= MIN_ANCHOR_INTERVAL_M):
-        raise InputError(f"interval_m: {interval_m!r} must be at least {MIN_ANCHOR_INTERVAL_M:g} m")
-    if not (math.isfinite(lead) and lead >= 0):
-        raise InputError(f"descent_lead_m: {descent_lead_m!r} must be a distance >= 0 m")
-    total = profile.total_distance_m
-    if total <= 0:
-        return []
-    out = []
-    n = 1
-    while n * step < total - 1e-6:
-        out.append((n * step, _distance_words(n * step)))
-        n += 1
-    rules = terrain_rules if terrain_rules is not None else TerrainRules()
-    lead_words = _distance_words(lead)
-    for ev in terrain_events(profile, rules):
-        if ev.kind != "descent_start":
-            continue
-        d_start = float(profile.distance_at_time(ev.start_s))
-        if d_start - lead >= 0:
-            out.append((d_start - lead, f"descent in {lead_words}"))
-    out.sort(key=lambda a: a[0])
-    return out
+        raise InputError(f"descent_lead_m: {descent_lead_m!r} is not a number") from None
+    rules = AnchorRules(descent_lead_m=lead, min_interval_m=MIN_ANCHOR_INTERVAL_M)
+    return [(a.distance_m, a.words) for a in course_anchors(profile, interval_m, rules, terrain_rules)]
