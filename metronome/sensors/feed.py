@@ -107,8 +107,12 @@ class SensorFeed:
     def summary(self) -> dict:
         """End-of-session report: the URL, the counters and the last state (JSON-friendly)."""
         st = self.state()
-        return {"url": self.spec.url, "kind": self.spec.kind, "counters": self.stats_dict(),
-                "last_state": {k: v for k, v in st.as_dict().items() if k != "last_good_s"}}
+        out = {"url": self.spec.url, "kind": self.spec.kind, "counters": self.stats_dict(),
+               "last_state": {k: v for k, v in st.as_dict().items() if k != "last_good_s"}}
+        snap = getattr(self.source, "counts_snapshot", None)
+        if snap is not None:  # what the transport did with every request (HTTP: bad bodies, oversize, floods)
+            out["transport"] = snap()
+        return out
 
     @property
     def address(self):
