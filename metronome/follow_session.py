@@ -50,14 +50,16 @@ class FollowPlan:
 
 
 def plan_follow(profile, tempo_settings: TempoSettings, engine_settings: EngineSettings, *, cues: bool = True,
-                voice_pack=None, voice=None) -> FollowPlan:
+                voice_pack=None, voice=None, by_position: bool = True) -> FollowPlan:
     """The plan of a session that follows ``profile`` by position (a course with coordinates).
 
     ``voice``: the speech engine and voice (``--voice``, see :mod:`cues.tts`); default the best installed.
+    ``by_position=False``: the feed reports distance along the course (a treadmill's Total Distance, UDP
+    ``distance_m``), so a course without coordinates (YAML) can be followed too.
     """
     from .errors import InputError
 
-    if profile.lat_deg is None:
+    if by_position and profile.lat_deg is None:
         raise InputError(f"{profile.source}: following a course needs its coordinates (lat/lon); this course has "
                          "none (a YAML course or a track without positions)", field="profile")
     course = CoursePlan.from_profile(profile, tempo_settings)

@@ -421,3 +421,35 @@ def test_status_line_shows_course_km_next_descent_and_off_course():
     assert "OFF COURSE (at km 3.42)" in line("off_course", 3420.0, 180.0)
     assert "lost fix (at km 3.42)" in line("lost_fix", 3420.0, 180.0)
     assert "01:01.5" in line("on_course", 0.0, 10.0) and "grade  -4.0%" in line("on_course", 0.0, 10.0)
+
+
+def test_distance_feed_follows_a_course_without_coordinates(tmp_path):
+    """A treadmill's Total Distance (or UDP ``distance_m``) on a YAML course: ``--follow-course``."""
+    from metronome.sensors.protocol import Reading
+
+    course = tmp_path / "c.yaml"
+    course.write_text("segments: [{distance_m: 600, grade_pct: 0}, {distance_m: 400, grade_pct: -10}]")
+    prof = load_profile(str(course), runner=None)
+    plan = plan_follow(prof, tempo_settings_for(prof), EngineSettings(), by_position=False)
+    start_m = plan.course.descents[0].start_m
+    live, eng = LiveFollow(plan), _FakeEngine()
+    v = 3.0
+    cue_at = {}
+    for k in range(340):  # one reading a second at 3 m/s, from a treadmill whose counter started at 1234 m
+        eng.position = k * SR
+        live.on_position(Reading(grade_pct=None, t_s=float(k), distance_m=1234.0 + v * k, speed_mps=v), 0.0)
+        st = live.step(eng)
+        for c in st.cues:
+            cue_at.setdefault(c.trigger, (k, c.distance_m))
+    k_ann, d_ann = cue_at["announce_descent"]  # "Steep descent ahead." here (-10 %)
+    assert 10.0 <= (start_m - d_ann) / v <= 15.0, (d_ann, start_m)
+    assert any(d >= start_m and d - start_m < 2 * v for trig, (k, d) in cue_at.items() if trig != "announce_descent"), \
+        cue_at
+    assert live.summary()["reached_km"] == pytest.approx(1.0, abs=0.01)
+    r = subprocess.run([sys.executable, "-m", "metronome.cli", "play", "--sensor", "udp://127.0.0.1:0",
+                        "--follow-course", "--device", "nosuchdevice"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--follow-course" in r.stderr, r.stderr
+    # With a course the flag is accepted (the device is what fails here: exit 1, not a course error).
+    r = subprocess.run([sys.executable, "-m", "metronome.cli", "play", str(course), "--sensor", "udp://127.0.0.1:0",
+                        "--follow-course", "--device", "nosuchdevice"], capture_output=True, text=True, timeout=120)
+    assert "--device" in r.stderr and "coordinates" not in r.stderr, r.stderr

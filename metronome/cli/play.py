@@ -186,6 +186,9 @@ def run_session(session, *, quiet: bool, reconnect: bool, device=None) -> dict:
                    "http://127.0.0.1:PORT.  With a COURSE, gpsd://, http:// and replay:RUN.gpx|.fit|.tcx follow "
                    "it by position.")
 @click.option("--listen-any", is_flag=True, help="Allow the UDP or HTTP listener on a non-loopback address.")
+@click.option("--follow-course", is_flag=True,
+              help="Follow COURSE by the feed's position or distance (UDP lat/lon or distance_m, a treadmill's "
+                   "Total Distance) instead of its grade; automatic for gpsd://, http:// and replay:RUN.")
 @click.option("--device", default=None, help="Output device (index or name substring).")
 @click.option("--blocksize", type=int, default=0, show_default=True, help="Frames per callback (0: the host's).")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
@@ -197,7 +200,7 @@ def run_session(session, *, quiet: bool, reconnect: bool, device=None) -> dict:
 @click.option("--resume-at", type=int, default=None, hidden=True)  # used by --reconnect's fresh process
 @common_options
 @music_options
-def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_json, fallback_render, reconnect,
+def play(profile, sensor, listen_any, follow_course, device, blocksize, duration, quiet, as_json, fallback_render, reconnect,
          resume_at, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, flat_pace, runner,
          no_cues, voice_pack, music, music_once, click_level, music_duck, voice=None):
     """Play PROFILE live on an audio device (default: the bundled demo descent)."""
@@ -238,14 +241,17 @@ def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_jso
     from metronome.live import LiveSession, follows_position
     from metronome.session import DEFAULT_RUNNER, load_profile, plan_live_session
 
-    follow = profile is not None and spec is not None and follows_position(spec)
+    if follow_course and (profile is None or spec is None):
+        raise InputError("--follow-course: needs a COURSE and a --sensor feed that reports position or distance")
+    by_position = spec is not None and follows_position(spec)
+    follow = profile is not None and spec is not None and (by_position or follow_course)
     if follow and spec.speed != 1.0:
         raise InputError(f"--sensor {sensor!r}: following a course replays a run on its own clock; leave out "
                          f"@{spec.speed:g}x")
     prof = None
     if follow:  # a course that cannot be followed is bad input: exit 2 before any device problem
         prof = load_profile(profile, flat_pace=flat_pace, runner=runner or DEFAULT_RUNNER)
-        if prof.lat_deg is None:
+        if by_position and prof.lat_deg is None:
             raise InputError(f"{profile}: following a course by position needs its coordinates (lat/lon); this "
                              "course has none (a YAML course or a track without positions)", field="profile")
     dev = find_device(device)  # fail fast, before any slow preparation
@@ -258,7 +264,7 @@ def play(profile, sensor, listen_any, device, blocksize, duration, quiet, as_jso
         from metronome.follow_session import plan_follow
         from metronome.session import plan_follow_live
 
-        fplan = plan_follow(prof, ts, es, cues=not no_cues, voice_pack=voice_pack, voice=vs)
+        fplan = plan_follow(prof, ts, es, cues=not no_cues, voice_pack=voice_pack, voice=vs, by_position=by_position)
         plan = plan_follow_live(fplan, duration)
     else:
         plan = plan_live_session(prof, ts, es, follows_feed=spec is not None, cues=not no_cues,
