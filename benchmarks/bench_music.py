@@ -35,6 +35,8 @@ def main():
     ap.add_argument("--profile", default="demo-descent")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--play-s", type=float, default=0.0)
+    ap.add_argument("--play-only", choices=("plain", "music"), default=None,
+                    help="play only this variant (the 10-minute run: --play-only music --play-s 600)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "r.wav")
@@ -45,6 +47,8 @@ def main():
                       f"{s['duration_s'] / s['render_s']:.0f}x real time")
     if a.play_s > 0:
         for label, extra in (("plain", []), ("music", ["--music", MUSIC])):
+            if a.play_only is not None and label != a.play_only:
+                continue
             s = _cli(["play", a.profile, "--device", "JACK", "--duration", str(a.play_s), "--json", *extra])
             print(f"play {label:6s}: {s['played_s']:.0f} s, underflows {s['underflows']}, callback p99 "
                   f"{s['callback_p99_ms']:.4f} ms, max {s['callback_max_ms']:.3f} ms, period {s['blocksize']} "

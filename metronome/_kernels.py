@@ -94,11 +94,6 @@ EV_CUE_DROPPED = 2.0
 CLIP_ACCENT = 0
 CLIP_NORMAL = 1
 
-# One-pole smoothing constants are per-sample coefficients derived from time constants in the driver, but the
-# ducking and limiter release are fixed here in samples-independent form (passed as scalars) so that renders at
-# different sample rates sound the same.
-
-
 @njit(**HELPER)
 def beat_time(k, map_sample, map_bpm, map_phase, samplerate, seg):
     """Exact sample time of beat ``k`` on a tempo map, and the segment that holds it.
@@ -217,6 +212,15 @@ def _start_voice(voices, clip, kind):
 
 
 @njit(**HELPER)
+def _sole_click(voices):
+    """The voice index of the one sounding voice if it is a click, else -1 (the caller knows one is sounding)."""
+    for v in range(voices.shape[0]):
+        if voices[v, V_CLIP] >= 0:
+            return v if voices[v, V_KIND] == 0 else -1
+    return -1
+
+
+@njit(**HELPER)
 def _advance_beat(st, ctl, map_sample, map_bpm, map_phase, samplerate):
     """Compute the time of the beat after the one just started (phase-continuous: only beat intervals change)."""
     k = st[ST_BEAT_INDEX] + 1.0
@@ -244,37 +248,30 @@ def _advance_beat(st, ctl, map_sample, map_bpm, map_phase, samplerate):
 def process_block(out, st, ctl, map_sample, map_bpm, map_phase, samplerate,
                   bank, clip_off, clip_len, voices, cue_q, cue_idx, events, ev_idx,
                   duck_coef, release_coef, gain_coef, music, music_idx, music_attack_coef, music_release_coef):
-    """Produce ``out.shape[0]`` frames into ``out`` (float32 [frames, channels]).
+    """Produce ``out.shape[0]`` frames into ``out`` (float32 [frames, channels], every channel the same mono mix).
 
     Parameters
     ----------
-    out : float32[frames, channels]
-        Written in full (every channel gets the same mono mix).
-    st : float64[ST_N]
-        Kernel state (only this function writes it).
-    ctl : float64[CT_N]
-        Control slot (only the driver/sensor thread writes it).
+    st, ctl : float64[ST_N], float64[CT_N]
+        Kernel state (only this function writes it); control slots (only the driver/sensor thread writes them).
     map_sample, map_bpm, map_phase : float64[m]
         Tempo map breakpoints and cumulative beats (see :func:`beat_time`).
-    samplerate : float
     bank, clip_off, clip_len : float32[total], int64[n], int64[n]
         Clip bank: clip ``i`` is ``bank[clip_off[i]:clip_off[i] + clip_len[i]]``. Clips 0/1 are accent/normal clicks.
     voices : int64[n_voices, 3]
         Fixed voice pool (clip, position, kind).
     cue_q, cue_idx : int64[r, 3], int64[2]
-        SPSC cue request ring: rows (clip, not_before_sample, deadline_sample); ``cue_idx = [written, read]``.
-        A request starts on the first beat at or after ``not_before_sample`` (so every cue is on the beat by
+        SPSC cue request ring: rows (clip, not_before_sample, deadline_sample); ``cue_idx = [written, read]``.  A
+        request starts on the first beat at or after ``not_before_sample`` (every cue is on the beat by
         construction), or is dropped if that beat is after ``deadline_sample``.
     events, ev_idx : float64[e, 4], int64[2]
         SPSC event log ring (kernel writes): kind, sample, bpm, clip.
-    duck_coef, release_coef, gain_coef : float
-        One-pole coefficients per sample for ducking, limiter release and master gain.
+    duck_coef, release_coef, gain_coef, music_attack_coef, music_release_coef : float
+        One-pole coefficients per sample: click ducking, limiter release, master gain, the music's duck ramps.
     music, music_idx : float32[capacity, 2], int64[3]
-        SPSC ring of the runner's music (already resampled and loudness-normalised by its writer, see
-        :mod:`metronome.music.ring`); one frame is read per output sample while ``ctl[CT_MUSIC]`` is set.
+        SPSC ring of the runner's music (resampled and loudness-normalised by its writer, see
+        :mod:`metronome.music.ring`), one frame per output sample while ``ctl[CT_MUSIC]`` is set;
         ``music_idx = [written, read, ended]``.
-    music_attack_coef, music_release_coef : float
-        One-pole coefficients per sample of the music's duck ramps (down under speech, back up after).
     """
     frames = out.shape[0]
     channels = out.shape[1]
@@ -295,11 +292,41 @@ def process_block(out, st, ctl, map_sample, map_bpm, map_phase, samplerate,
             if nb - pos < stop and (beat_end < 0.0 or nb < beat_end):
                 stop = int(nb - pos)
             if stop > i:
-                for j in range(i, stop):
-                    for ch in range(channels):
-                        out[j, ch] = 0.0
+                out[i:stop, :] = 0.0  # a slice store: vectorised (an indexed loop costs ~20x a memset)
                 i = stop
                 continue
+        # ---- click path (most non-silent samples): a lone click, smoothers at their fixed points: the slow path's
+        # arithmetic for that state minus the voice loop (same bits; limiter or non-finite samples: slow path).
+        if (st[ST_ACTIVE] == 1.0 and st[ST_DUCK] == 1.0 and st[ST_LIMIT] == 1.0 and ctl[CT_MUSIC] < 0.5
+                and st[ST_MASTER] == min(max(ctl[CT_GAIN], 0.0), 1.0)):
+            v = _sole_click(voices)
+            if v >= 0:
+                c, p0 = voices[v, V_CLIP], voices[v, V_POS]
+                stop = min(frames, i + clip_len[c] - p0)
+                nb = math.floor(st[ST_NEXT_BEAT] + 0.5)
+                if nb - pos < stop and (beat_end < 0.0 or nb < beat_end):
+                    stop = int(nb - pos)
+                master, base, j = st[ST_MASTER], clip_off[c] - i + p0, i
+                while j < stop:
+                    y = ((0.0 + bank[base + j]) * 1.0 + 0.0) * master
+                    a = abs(y)
+                    if not math.isfinite(y) or a * 1.0 > ceiling:
+                        break
+                    if a > st[ST_PEAK]:
+                        st[ST_PEAK] = a
+                    y32 = np.float32(y * 1.0)
+                    for ch in range(channels):
+                        out[j, ch] = y32
+                    j += 1
+                if j > i:
+                    p = p0 + j - i
+                    if p >= clip_len[c]:
+                        voices[v, V_CLIP] = -1
+                        st[ST_ACTIVE] = 0.0
+                    else:
+                        voices[v, V_POS] = p
+                    i = j
+                    continue
         # ---- beat scheduling: at most one beat per sample; several per block are fine.
         beat_sample = math.floor(st[ST_NEXT_BEAT] + 0.5)
         if n == beat_sample and (beat_end < 0.0 or n < beat_end):
@@ -434,7 +461,6 @@ def process_block(out, st, ctl, map_sample, map_bpm, map_phase, samplerate,
             out[i, ch] = ysr
         i += 1
     st[ST_POS] = float(pos + frames)
-
 
 
 @njit(**KERNEL)
@@ -624,6 +650,7 @@ def _helper_signatures():
             (_smooth, (f8, f8, f8)),
             (_log_event, (T.Array(T.float64, 2, "C"), T.Array(T.int64, 1, "C"), rw, f8, f8, f8, f8)),
             (_start_voice, (T.Array(T.int64, 2, "C"), i8, i8)),
+            (_sole_click, (T.Array(T.int64, 2, "C"),)),
             (_advance_beat, (rw, rw, ro, ro, ro, f8)))
 
 
@@ -649,23 +676,6 @@ def bind_helpers():
             f.disable_compile(False)
 
     return release
-
-
-def cache_is_warm(live: bool = True):
-    """True if numba's cache holds the kernels for this source, False if they will compile, None if unknown.
-
-    Cheap (reads one small index file per kernel, compiles nothing): used to say what a cold first run is doing.
-    """
-    if not CACHE:
-        return False
-    try:
-        from numba.core.caching import FunctionCache
-
-        funcs = [process_block, beat_times, map_phase_at_breakpoints, _to_pcm16_flat]
-        caches = [f._cache for f in funcs] + ([FunctionCache(_pa_callback)] if live else [])
-        return all(bool(c._cache_file._load_index()) for c in caches)  # numba internals: best effort
-    except Exception:
-        return None
 
 
 @njit(**KERNEL)

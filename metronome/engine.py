@@ -287,6 +287,23 @@ def _say(line: str) -> None:
     print(f"downbeat: {line}", file=sys.stderr, flush=True)
 
 
+def cache_is_warm(live: bool = True):
+    """True if numba's cache holds the kernels for this source, False if they will compile, None if unknown.
+
+    Cheap (reads one small index file per kernel, compiles nothing): used to say what a cold first run is doing.
+    """
+    if not K.CACHE:
+        return False
+    try:
+        from numba.core.caching import FunctionCache
+
+        funcs = [K.process_block, K.beat_times, K.map_phase_at_breakpoints, K._to_pcm16_flat]
+        caches = [f._cache for f in funcs] + ([FunctionCache(K._pa_callback)] if live else [])
+        return all(bool(c._cache_file._load_index()) for c in caches)  # numba internals: best effort
+    except Exception:
+        return None
+
+
 def warm_kernels(samplerate: int = 48000, channels: int = 2, for_play: bool = True, say=_say) -> float:
     """Compile (or load from the numba cache) every kernel the command needs, for the exact run-time types.
 
@@ -297,7 +314,7 @@ def warm_kernels(samplerate: int = 48000, channels: int = 2, for_play: bool = Tr
     :func:`metronome._kernels.bind_helpers`), so nothing compiles twice.
     """
     t0 = time.perf_counter()
-    warm = K.cache_is_warm(for_play)
+    warm = cache_is_warm(for_play)
     if say is not None:
         if K.CACHE_CHOICE.warning:
             say(f"warning: {K.CACHE_CHOICE.warning}")

@@ -88,7 +88,9 @@ def _probe_engine() -> dict:
     from metronome.render import render
     from metronome.tempo import TempoMap
 
-    was_warm = K.cache_is_warm(True)
+    from metronome.engine import cache_is_warm
+
+    was_warm = cache_is_warm(True)
     warm_s = warm_kernels(48000, 2, say=None)
     indexed = bool(cache_dir) and any(p.name.startswith("_kernels.process_block") and p.suffix == ".nbi"
                                       for p in Path(cache_dir).glob("*.nbi"))
