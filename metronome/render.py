@@ -51,6 +51,8 @@ def output_format(path: str, subtype: str | None = None, samplerate: int | None 
 TAIL_S = 1.0
 RENDER_CHUNK = 65536  # frames per Python round trip of a render (the default --blocksize)
 RENDER_MIN_BLOCK = 64  # smallest kernel block of a render (see render())
+#: Formats whose encoder costs more than the kernel: written from a second thread (metronome.encoder_thread).
+THREADED_FORMATS = ("OGG", "FLAC", "MP3")
 
 
 def render_estimate(tempo_map: TempoMap, out_path: str, settings: EngineSettings = EngineSettings(), *,
@@ -155,11 +157,16 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
     # per-call cost (~0.3 us) would still make a render ~20x slower, for the same bits: the output does not depend
     # on the block size (tests/test_kernels.py checks blocks of 1, 64, 65, 128, 8192, 8193 through
     # Engine.process), so smaller values run as RENDER_MIN_BLOCK (benchmarks/README.md, section 7).
-    ef = None
+    ef = enc = None
     try:
         buf = np.zeros((chunk, settings.channels), dtype=np.float32)
         # PCM_16: convert in the kernel layer and give libsndfile shorts (identical bytes, several times faster).
         pcm = np.zeros((chunk, settings.channels), dtype=np.int16) if sub == "PCM_16" else None
+        # Compressed output: the encoder runs on the second core while the kernel renders the next chunk.
+        if fmt in THREADED_FORMATS:
+            from .encoder_thread import EncoderThread
+
+            enc = EncoderThread(audio, (chunk, settings.channels), np.int16 if pcm is not None else np.float32)
         writer = None
         if events_path:
             try:
@@ -182,13 +189,21 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
             ri = engine.queue_cues(requests, ri, done + n)
             if ring is not None:
                 ring.fill(until_written=done + n)  # exactly the frames this chunk reads (read == done here)
-            view = buf[:n]
-            engine.process(view, kernel_block)
-            if pcm is not None:
-                K.to_pcm16(view, pcm[:n])
-                audio.write(pcm[:n])
+            if enc is not None:
+                si, sbuf = enc.slot()
+                view = buf[:n] if pcm is not None else sbuf[:n]
+                engine.process(view, kernel_block)
+                if pcm is not None:
+                    K.to_pcm16(view, sbuf[:n])
+                enc.submit(si, n)
             else:
-                audio.write(view)
+                view = buf[:n]
+                engine.process(view, kernel_block)
+                if pcm is not None:
+                    K.to_pcm16(view, pcm[:n])
+                    audio.write(pcm[:n])
+                else:
+                    audio.write(view)
             rows = []
             for ev in engine.drain_events():
                 if ev.kind == "beat":
@@ -210,6 +225,8 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
             done += n
             if progress is not None:
                 progress(done, total)
+        if enc is not None:
+            enc.finish()  # every chunk written (or the encoder's error raised here)
         # Closes the last file (its header may fail on a full disk too) and reads every length back: a file that
         # is shorter than what was rendered must never be reported as written.
         audio.close()
@@ -222,6 +239,8 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
         for o in outs:
             o.commit()
     except BaseException:
+        if enc is not None:
+            enc.stop()  # the worker must be done with the sink before it is aborted
         try:
             if ef is not None:
                 ef.close()

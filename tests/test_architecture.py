@@ -26,7 +26,7 @@ LAYERS = (
     ("metronome._kernels", 1), ("metronome._intrinsics", 0), ("cues", 1), ("cues.anchors", 1), ("profiles", 1),
     ("metronome.tempo", 2),
     ("metronome.engine", 3),
-    ("metronome.render", 4), ("metronome.player", 4), ("metronome.devices", 4), ("metronome.sensors", 4),
+    ("metronome.render", 4), ("metronome.encoder_thread", 4), ("metronome.player", 4), ("metronome.devices", 4), ("metronome.sensors", 4),
     ("metronome.follower", 4), ("metronome.course_plan", 4), ("metronome.follow_control", 4),
     ("metronome.follow_session", 5), ("metronome.follow_live", 5), ("metronome.history", 4), ("metronome.latency", 4),
     ("metronome.music", 4),
