@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from metronome.sensors.track_replay import load_track_fixes
 from metronome.session import load_profile, plan_follow_live, tempo_settings_for
 from profiles.loader import read_track
 
-from tests.support import nmea
+from tests.support import gpsfake, nmea
 from tests.support.track_files import DATA
 
 SR = 48000
@@ -141,22 +140,6 @@ def _wait_port(port, proc, timeout_s=20.0):
     raise AssertionError("gpsd never listened")
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop_group(proc):
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(3)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
 def _session(plan, url, duration_s, events):
     from metronome.devices import find_device
     from metronome.live import LiveSession
@@ -202,11 +185,9 @@ def test_gpsd_run_through_gpsfake_ramps_on_the_beat_and_announces_on_time(tmp_pa
     lead = [(pts[0][0] - 4.0 + k, *pts[0][1:]) for k in range(4)]
     log = tmp_path / "run.nmea"
     log.write_text(nmea.track_to_nmea(lead + pts))
-    port = _free_port()
+    port = gpsfake.free_port()
     err = open(tmp_path / "gpsfake.err", "wb")
-    # -c 0.5: GGA + RMC per fix, so one fix a second, as a receiver sends them.
-    gps = subprocess.Popen(["gpsfake", "-P", str(port), "-1", "-c", "0.5", "-q", str(log)], stdin=subprocess.DEVNULL,
-                           stdout=err, stderr=err, start_new_session=True)
+    gps = gpsfake.start(log, port, err, 0.5)  # GGA + RMC per fix 0.5 s apart: one fix a second, as receivers send
     events, recorder = [], None
     try:
         _wait_port(port, gps)
@@ -223,7 +204,7 @@ def test_gpsd_run_through_gpsfake_ramps_on_the_beat_and_announces_on_time(tmp_pa
     finally:
         if recorder is not None:
             recorder.kill()
-        _stop_group(gps)
+        gpsfake.stop(gps)
         err.close()
     fol = summary["follow"]
     assert fol["fixes"] >= len(pts) - 2, (fol, (tmp_path / "gpsfake.err").read_text()[-400:])

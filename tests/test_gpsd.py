@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -20,7 +16,7 @@ from metronome.sensors.gpsd import GpsdSource
 from metronome.sensors.position import MAX_GPSD_LINE_BYTES
 from profiles.gpx import read_gpx
 
-from tests.support import nmea
+from tests.support import gpsfake, nmea
 
 DATA = Path(__file__).parent / "data"
 
@@ -103,14 +99,8 @@ def test_gpsd_urls():
         assert words in msg and repr(bad) in msg and "\n" not in msg
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_gpsd_not_running_is_a_one_line_error():
-    src = GpsdSource("127.0.0.1", _free_port(), connect_timeout_s=1.0)
+    src = GpsdSource("127.0.0.1", gpsfake.free_port(), connect_timeout_s=1.0)
     with pytest.raises(SensorError, match=r"cannot connect to gpsd"):
         src.open()
 
@@ -138,11 +128,10 @@ def test_gpsd_end_to_end_with_gpsfake(tmp_path):
     t0, lat0, lon0, ele0 = pts[0]
     lead = [(t0 - 15.0 + k, lat0, lon0, ele0) for k in range(15)]
     log.write_text(nmea.track_to_nmea(lead + pts))
-    port = _free_port()
+    port = gpsfake.free_port()
     errlog = open(tmp_path / "gpsfake.err", "wb")
     # -1: play the log once; -c: seconds between sentences; -q: quiet.  gpsfake starts its own gpsd on -P PORT.
-    proc = subprocess.Popen(["gpsfake", "-P", str(port), "-1", "-c", "0.03", "-q", str(log)],
-                            stdin=subprocess.DEVNULL, stdout=errlog, stderr=errlog, start_new_session=True)
+    proc = gpsfake.start(log, port, errlog, 0.03)
     src = GpsdSource("127.0.0.1", port, connect_timeout_s=1.0, reconnect_s=60.0)
     fixes, rejects = [], []
     try:
@@ -165,15 +154,7 @@ def test_gpsd_end_to_end_with_gpsfake(tmp_path):
                 break
     finally:
         src.close()
-        if proc.poll() is None:
-            # The group gpsfake leads (gpsfake and its gpsd), by our pid.  gpsfake may sit on SIGTERM while its
-            # gpsd is gone (seen with gpsd 3.22): then SIGKILL.
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(3)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        gpsfake.stop(proc)
         errlog.close()
     by_t = {p[0]: p for p in pts}
     fixes = [f for f in fixes if f.t_s is not None and f.t_s >= t0]
