@@ -22,7 +22,7 @@ FLAG_FOR_FIELD = {
     "samplerate": "--samplerate", "channels": "--channels", "ceiling_dbfs": "--ceiling-db",
     "volume_db": "--volume-db", "accent_every": "--accent-every", "base_cadence_spm": "--base-cadence",
     "upper_cap": "--upper-cap", "music": "--music", "click_level_db": "--click-level",
-    "music_duck_db": "--music-duck",
+    "music_duck_db": "--music-duck", "music_sync": "--music-sync", "clicks": "--clicks",
 }
 
 
@@ -141,23 +141,24 @@ def common_options(f):
     return f
 
 
-def _plan_settings(profile, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, channels):
+def _plan_settings(profile, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, channels,
+                   clicks=EngineSettings.clicks):
     """Tempo and engine settings of a session from the common flags (each default lives in the dataclasses)."""
     from metronome.mix import EngineSettings
     from metronome.session import tempo_settings_for
 
     es = EngineSettings(samplerate=samplerate, channels=channels, ceiling_dbfs=ceiling_db, volume_db=volume_db,
-                        accent_every=accent_every)
+                        accent_every=accent_every, clicks=clicks)
     return tempo_settings_for(profile, base_cadence, upper_cap), es
 
 
 def _plan(profile_spec, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues,
-          voice_pack, channels=2, flat_pace=None, runner=None, voice=None):
+          voice_pack, channels=2, flat_pace=None, runner=None, voice=None, clicks=EngineSettings.clicks):
     from metronome.session import DEFAULT_RUNNER, load_profile, plan_session
 
     profile = load_profile(profile_spec, flat_pace=flat_pace, runner=runner or DEFAULT_RUNNER)
     ts, es = _plan_settings(profile, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every,
-                            channels)
+                            channels, clicks)
     plan = plan_session(profile, ts, es, cues=not no_cues, voice_pack=voice_pack, voice=voice)
     for w in plan.warnings:
         click.echo(f"downbeat: warning: {w}", err=True)
@@ -182,7 +183,8 @@ def _plan(profile_spec, base_cadence, samplerate, upper_cap, volume_db, ceiling_
 @music_options
 def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, base_cadence, samplerate, upper_cap,
            volume_db, ceiling_db, accent_every, flat_pace, runner, no_cues, voice_pack, follow=None, voice=None,
-           music=(), music_once=False, click_level=MusicSettings.click_level_db, music_duck=MusicSettings.duck_db):
+           music=(), music_once=False, click_level=MusicSettings.click_level_db, music_duck=MusicSettings.duck_db,
+           music_sync=False, clicks=EngineSettings.clicks):
     """Render PROFILE (a file or a bundled name) to an audio file, through the same kernel as `play`."""
     if follow is not None:
         from .follow import render_follow_command
@@ -197,7 +199,7 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
 
     output_format(out, subtype, samplerate)  # validate flags before any work
     voice = voice_spec(voice)
-    checked_music = music_tracks(music, music_once, click_level, music_duck)
+    checked_music = music_tracks(music, music_once, click_level, music_duck, music_sync)
     # Never write over what this session reads (--events course.yaml turned the course into a CSV).
     outfiles.refuse_overwriting_inputs([("--output", out), ("--events", events)],
                                        outfiles.input_files(profile, voice_pack) + ([runner] if runner else [])
@@ -206,7 +208,7 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
         for line in outfiles.clean_stale_partials(folder):
             click.echo(f"downbeat: {line}", err=True)
     plan = _plan(profile, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues,
-                 voice_pack, channels, flat_pace, runner, voice)
+                 voice_pack, channels, flat_pace, runner, voice, clicks)
     mplan = music_plan(checked_music, plan)
     est = render_estimate(plan.tempo_map, out, plan.engine_settings, subtype=subtype, events_path=events)
     outfiles.check_free_space({out: est.audio_bytes, **({events: est.events_bytes} if events else {})})
