@@ -43,26 +43,56 @@ class Piece:
         return (self.y1 - self.y0) / (self.x1 - self.x0)
 
 
-class Stretcher:
-    """Renders pieces of one track (float32 [n, 2] at the output rate)."""
+_STRETCH = {}  # one Signalsmith processor per (process, samplerate)
 
-    def __init__(self, samplerate: int):
+
+def stretch_frames(frames: np.ndarray, ratio: float, out_len: int, samplerate: int) -> np.ndarray:
+    """``frames`` [n, 2] stretched to exactly ``out_len`` frames [out_len, 2] (ratio ~ out_len / n)."""
+    st = _STRETCH.get(samplerate)
+    if st is None:
         import python_stretch as ps
 
+        st = _STRETCH[samplerate] = ps.Signalsmith.Stretch()
+        st.preset(2, float(samplerate))
+    st.timeFactor = 1.0 / ratio
+    y = st.process(np.ascontiguousarray(frames.T, dtype=np.float32))
+    out = np.zeros((out_len, 2), dtype=np.float32)
+    k = min(out_len, y.shape[1])
+    out[:k] = y[:, :k].T
+    return out
+
+
+class Stretcher:
+    """Renders pieces of one track (float32 [n, 2] at the output rate).
+
+    ``offload``: stretch in a helper process (live play).  python-stretch holds the GIL while it works (~30 ms
+    a piece), which would hold up the audio callback; in a helper process the music worker thread only waits on
+    a pipe (GIL released) and copies ~1 MB a piece.  The helper runs the same function on the same input, so the
+    samples are the same as in-process.
+    """
+
+    def __init__(self, samplerate: int, offload: bool = False):
         self.samplerate = samplerate
-        self._st = ps.Signalsmith.Stretch()
-        self._st.preset(2, float(samplerate))
         self.margin = int(round(MARGIN_S * samplerate))
         self.xfade = max(2, int(round(XFADE_S * samplerate)))
+        self._pool = None
+        if offload:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn, not fork: the parent has audio threads running.
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            self._pool.submit(stretch_frames, np.zeros((64, 2), np.float32), 1.0, 64, samplerate).result()
 
     def stretch(self, frames: np.ndarray, ratio: float, out_len: int) -> np.ndarray:
-        """``frames`` [n, 2] stretched to exactly ``out_len`` frames [out_len, 2] (ratio ~ out_len / n)."""
-        self._st.timeFactor = 1.0 / ratio
-        y = self._st.process(np.ascontiguousarray(frames.T, dtype=np.float32))
-        out = np.zeros((out_len, 2), dtype=np.float32)
-        k = min(out_len, y.shape[1])
-        out[:k] = y[:, :k].T
-        return out
+        if self._pool is not None:
+            return self._pool.submit(stretch_frames, frames, ratio, out_len, self.samplerate).result()
+        return stretch_frames(frames, ratio, out_len, self.samplerate)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def render(self, track: np.ndarray, piece: Piece) -> tuple[int, np.ndarray]:
         """``(start, samples)``: the piece's weighted output, to be added at stream sample ``start``."""
