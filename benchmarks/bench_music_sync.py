@@ -4,6 +4,7 @@ stretch of every track, and render speed with sync beside plain music in the sam
 Not a test (tests/test_music_sync.py checks the same on 90 s).  Run::
 
     python3 benchmarks/bench_music_sync.py            # demo-descent, base cadence 135 spm, the tests' music
+    python3 benchmarks/bench_music_sync.py --repeat 0 --no-align --play-s 60   # + play on JACK, music vs sync
 
 Each render goes through the CLI (``downbeat render --json``).  The synced render is made with ``--clicks off
 --no-cues``: the file then holds the music alone, librosa's beat tracker is run on it, and every beat it finds
@@ -47,6 +48,8 @@ def main():
     ap.add_argument("--profile", default="demo-descent")
     ap.add_argument("--base-cadence", default="135")
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--no-align", action="store_true", help="skip the beat alignment render")
+    ap.add_argument("--play-s", type=float, default=0.0, help="then play this long on JACK, music and sync")
     a = ap.parse_args()
     from metronome.music.beats import alignment_ms
 
@@ -59,6 +62,23 @@ def main():
                 s, wall = _cli(["render", *common, "-o", out, *extra], env)
                 print(f"render {label:5s} run {i}: {s['duration_s']:.0f} s audio in {s['render_s']:.2f} s = "
                       f"{s['duration_s'] / s['render_s']:.0f}x real time (whole command {wall:.1f} s)")
+        if a.play_s > 0:
+            log = os.environ.get("DOWNBEAT_JACKD_LOG")  # the server's log: which xruns name our client
+            for label, extra in (("music", []), ("sync", ["--music-sync"])):
+                at = os.path.getsize(log) if log else 0
+                s, _ = _cli(["play", *common, "--device", "JACK", "--duration", str(a.play_s), *extra], env)
+                named = ""
+                if log:
+                    with open(log, errors="replace") as fh:
+                        fh.seek(at)
+                        lines = [ln for ln in fh.read().splitlines() if "PortAudio was not finished" in ln]
+                    named = (f", server log: PortAudio late {sum('Running' in ln for ln in lines)} x while running, "
+                             f"{sum('Triggered' in ln for ln in lines)} x not yet scheduled")
+                print(f"play {label:5s}: {s['played_s']:.0f} s, underflows {s['underflows']}, callback p99 "
+                      f"{s['callback_p99_ms']:.4f} ms, max {s['callback_max_ms']:.3f} ms, period {s['blocksize']} "
+                      f"frames, music underruns {s.get('music', {}).get('underruns')}{named}")
+        if a.no_align:
+            return
         s, _ = _cli(["render", *common, "--music-sync", "--clicks", "off", "--no-cues", "-o", out, "--events", ev],
                     env)
         for t in s["music"]["tracks"]:
