@@ -208,3 +208,32 @@ def test_cli_music_sync_and_clicks_flags(tmp_path, capsys):
     s = json.loads(out.strip().splitlines()[-1])
     (row,) = s["music"]["tracks"]
     assert row["meter"] == "same" and 0.9 <= row["stretch_min"] <= row["stretch_max"] <= 1.1
+
+
+def test_a_resumed_session_starts_the_synced_music_on_the_clicks_there():
+    tm = _ramp_map(60.0)
+    es = EngineSettings(samplerate=SR)
+    start = 37 * SR + 1234  # mid-course, between two clicks
+    mp, _ = _sync_plan(tm, es, paths=(FLAC,))
+    mp = mp.with_sync(tm, start_sample=start)
+    n = 20 * SR
+    x = np.zeros((n, 2), np.float32)
+    mp.source(SR).read_into(x)
+    clicks = tm.beat_samples()
+    d = alignment_ms(x, SR, clicks[clicks >= start] - start)
+    assert d.size > 20 and np.median(np.abs(d)) < 20.0
+
+
+def test_music_sync_needs_a_tempo_known_ahead():
+    from types import SimpleNamespace
+
+    from metronome.cli.music_options import music_plan, music_tracks
+
+    tm = TempoMap.constant(145.0, SR, 20.0)
+    es = EngineSettings(samplerate=SR)
+    checked = music_tracks((str(FLAC),), False, 0.0, -10.0, True)
+    live = SimpleNamespace(engine_settings=es, bank=click_bank(SR, settings=es), tempo_map=tm, live=True)
+    with pytest.raises(InputError, match="--music-sync: the tempo follows a live feed"):
+        music_plan(checked, live)
+    course = SimpleNamespace(engine_settings=es, bank=click_bank(SR, settings=es), tempo_map=tm, live=False)
+    assert music_plan(checked, course).sync is not None
