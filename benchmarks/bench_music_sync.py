@@ -50,6 +50,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--no-align", action="store_true", help="skip the beat alignment render")
     ap.add_argument("--play-s", type=float, default=0.0, help="then play this long on JACK, music and sync")
+    ap.add_argument("--play-only-sync", action="store_true", help="play with --music-sync only")
     a = ap.parse_args()
     from metronome.music.beats import alignment_ms
 
@@ -64,7 +65,8 @@ def main():
                       f"{s['duration_s'] / s['render_s']:.0f}x real time (whole command {wall:.1f} s)")
         if a.play_s > 0:
             log = os.environ.get("DOWNBEAT_JACKD_LOG")  # the server's log: which xruns name our client
-            for label, extra in (("music", []), ("sync", ["--music-sync"])):
+            modes = (("music", []), ("sync", ["--music-sync"]))
+            for label, extra in modes[1:] if a.play_only_sync else modes:
                 at = os.path.getsize(log) if log else 0
                 s, _ = _cli(["play", *common, "--device", "JACK", "--duration", str(a.play_s), *extra], env)
                 named = ""

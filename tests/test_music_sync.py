@@ -158,6 +158,8 @@ def test_a_missed_beat_is_absorbed_and_every_piece_stays_within_the_limit():
     beats = np.delete(beats, 40)  # the tracker missed one
     pieces = plan_track(beats, int(beats[-1]) + 20000, 1, 1, clicks, 1000.0, 0.10, 16000 / 16500, 3 * SR)
     assert all(0.9 - 1e-9 <= p.ratio <= 1.1 + 1e-9 for p in pieces)
+    assert pieces[0].y0 >= 1000.0 and not pieces[0].fade_in and not pieces[-1].fade_out
+    assert all(abs(a.y1 - b.y0) < 1e-6 and abs(a.x1 - b.x0) < 1e-6 for a, b in zip(pieces, pieces[1:]))
     # Every piece boundary but the track's own start and end is a beat on a click.
     inner = [p.y0 for p in pieces[1:]]
     on_click = [min(abs(clicks - y)) < 1e-6 for y in inner]
@@ -237,3 +239,9 @@ def test_music_sync_needs_a_tempo_known_ahead():
         music_plan(checked, live)
     course = SimpleNamespace(engine_settings=es, bank=click_bank(SR, settings=es), tempo_map=tm, live=False)
     assert music_plan(checked, course).sync is not None
+
+
+def test_render_follow_refuses_clicks_and_music_instead_of_ignoring_them(tmp_path, capsys):
+    code, _, err = run_main(["render", "demo-descent", "-o", tmp_path / "f.wav", "--follow", "replay:x.gpx",
+                             "--clicks", "off"], capsys)
+    assert code == 2 and "--follow" in err and "--clicks" in err and err.strip().count("\n") == 0

@@ -186,6 +186,8 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
            music=(), music_once=False, click_level=MusicSettings.click_level_db, music_duck=MusicSettings.duck_db,
            music_sync=False, clicks=EngineSettings.clicks):
     """Render PROFILE (a file or a bundled name) to an audio file, through the same kernel as `play`."""
+    if follow is not None and (music or clicks != EngineSettings.clicks):
+        raise InputError("--follow: --music, --music-sync and --clicks are not supported with --follow yet")
     if follow is not None:
         from .follow import render_follow_command
 

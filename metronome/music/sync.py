@@ -158,9 +158,9 @@ def plan_track(beat_x: np.ndarray, n_frames: int, steps: int, beats: int, clicks
         r = min(max((clicks[t] - ys[-1]) / L, lo), hi)
         xs.append(float(x_next))
         ys.append(ys[-1] + L * r)
-    first_r = (ys[1] - ys[0]) / (xs[1] - xs[0])
     last_r = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
-    bounds = [(0.0, ys[0] - xs[0] * first_r)]
+    # The intro at the nominal ratio: the first click was chosen so that it starts at or after ``pos``.
+    bounds = [(0.0, ys[0] - xs[0] * r0)]
     for k in range(0, len(xs) - 1, PIECE_BEATS):
         bounds.append((xs[k], ys[k]))
     bounds.append((xs[-1], ys[-1]))
