@@ -48,6 +48,3 @@ class MusicFeeder:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
-        close = getattr(self.ring.source, "close", None)  # the synced source's stretch helper process
-        if close is not None:
-            close()

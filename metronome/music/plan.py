@@ -36,9 +36,8 @@ class MusicPlan:
         """Capacity of the engine's music ring: the live read-ahead, and never less than one render chunk."""
         return max(int(self.settings.ring_s * samplerate), int(at_least))
 
-    def source(self, samplerate: int, on_error=None, offload: bool | None = None):
-        """The stream to fill the ring from.  ``on_error`` (live play) reports and skips a broken track; with
-        sync, ``offload`` (default: live play, i.e. when ``on_error`` is given) stretches in a helper process."""
+    def source(self, samplerate: int, on_error=None):
+        """The stream to fill the ring from.  ``on_error`` (live play) reports and skips a broken track."""
         from .source import MusicSource
 
         if self.sync is None:
@@ -48,8 +47,7 @@ class MusicPlan:
 
         base = MusicSource(self.tracks, samplerate, self.target_lufs, self.settings, on_error=on_error,
                            max_peak=self.max_peak * 10.0 ** (-SYNC_HEADROOM_DB / 20.0))
-        return SyncedSource(base, self.sync, samplerate, max_peak=self.max_peak,
-                            offload=on_error is not None if offload is None else offload)
+        return SyncedSource(base, self.sync, samplerate, max_peak=self.max_peak)
 
 
 def require_backends() -> None:

@@ -65,34 +65,18 @@ def stretch_frames(frames: np.ndarray, ratio: float, out_len: int, samplerate: i
 class Stretcher:
     """Renders pieces of one track (float32 [n, 2] at the output rate).
 
-    ``offload``: stretch in a helper process (live play).  python-stretch holds the GIL while it works (~30 ms
-    a piece), which would hold up the audio callback; in a helper process the music worker thread only waits on
-    a pipe (GIL released) and copies ~1 MB a piece.  The helper runs the same function on the same input, so the
-    samples are the same as in-process.
+    In play this runs in the music worker thread.  python-stretch holds the GIL while it works (~30 ms a piece);
+    that delays only Python threads (the main thread's polling, which queues cues seconds ahead), never the audio
+    callback, a numba ``cfunc`` that does not enter the interpreter.
     """
 
-    def __init__(self, samplerate: int, offload: bool = False):
+    def __init__(self, samplerate: int):
         self.samplerate = samplerate
         self.margin = int(round(MARGIN_S * samplerate))
         self.xfade = max(2, int(round(XFADE_S * samplerate)))
-        self._pool = None
-        if offload:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            # spawn, not fork: the parent has audio threads running.
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-            self._pool.submit(stretch_frames, np.zeros((64, 2), np.float32), 1.0, 64, samplerate).result()
 
     def stretch(self, frames: np.ndarray, ratio: float, out_len: int) -> np.ndarray:
-        if self._pool is not None:
-            return self._pool.submit(stretch_frames, frames, ratio, out_len, self.samplerate).result()
         return stretch_frames(frames, ratio, out_len, self.samplerate)
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
 
     def render(self, track: np.ndarray, piece: Piece) -> tuple[int, np.ndarray]:
         """``(start, samples)``: the piece's weighted output, to be added at stream sample ``start``."""

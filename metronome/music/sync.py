@@ -184,13 +184,12 @@ def plan_track(beat_x: np.ndarray, n_frames: int, steps: int, beats: int, clicks
 class SyncedSource:
     """The synced playlist as one stream, read like :class:`~.source.MusicSource` (:meth:`read_into`)."""
 
-    def __init__(self, base, sync: SyncPlan, samplerate: int, max_peak: float | None = None,
-                 offload: bool = False):
+    def __init__(self, base, sync: SyncPlan, samplerate: int, max_peak: float | None = None):
         self.base = base  # a MusicSource over the resolved tracks: decoding, loudness, its cache and errors
         self.sync = sync
         self.samplerate = samplerate
         self.max_peak = max_peak
-        self.stretcher = Stretcher(samplerate, offload=offload)
+        self.stretcher = Stretcher(samplerate)
         self.clicks = sync.clicks - sync.start_sample
         self._rows: dict[int, dict] = {}
         self.starts = 0
@@ -212,10 +211,6 @@ class SyncedSource:
     @property
     def skipped(self) -> int:
         return self.base.skipped
-
-    def close(self) -> None:
-        """Stop the stretch helper process (live play)."""
-        self.stretcher.close()
 
     def _room(self, until: int) -> None:
         """Make ``_acc`` cover ``[_cursor, until)`` (dropping what was read; new rows are zero)."""
