@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
-from .settings import EngineSettings
+from .settings import SOFT_CLICK_DB, EngineSettings
 
 
 def db_to_gain(db: float) -> float:
@@ -95,10 +95,22 @@ class ClipBank:
         return self.names.index(name)
 
 
+def click_gain(settings: "EngineSettings") -> float:
+    """Linear gain of the clicks for ``settings.clicks``: 1 (on), :data:`SOFT_CLICK_DB` (soft), 0 (off)."""
+    return {"on": 1.0, "soft": db_to_gain(SOFT_CLICK_DB), "off": 0.0}[settings.clicks]
+
+
 def click_bank(samplerate: int, cue_clips=(), settings: "EngineSettings | None" = None) -> ClipBank:
-    """Clicks + cue clips at the levels of :func:`mix_levels` (cue clips are rescaled to the speech peak)."""
-    lv = mix_levels(settings if settings is not None else EngineSettings(samplerate=samplerate))
+    """Clicks + cue clips at the levels of :func:`mix_levels` (cue clips are rescaled to the speech peak).
+
+    ``settings.clicks`` scales the two click clips (``off``: silent clips, so every beat still schedules, cues
+    still wait for their beat and the events are the same; only the click sound is gone).
+    """
+    es = settings if settings is not None else EngineSettings(samplerate=samplerate)
+    lv = mix_levels(es)
     accent, normal = default_clicks(samplerate, lv["accent"], lv["normal"])
+    g = np.float32(click_gain(es))
+    accent, normal = accent * g, normal * g
     scaled = []
     for name, clip in cue_clips:
         clip = np.asarray(clip, dtype=np.float32)

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from .errors import InputError
 
 MAX_UPPER_CAP = 1.10
+#: ``--clicks``: the click level of each mode (dB relative to the normal clicks; None: no clicks).
+CLICK_MODES = ("on", "soft", "off")
+SOFT_CLICK_DB = -12.0
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,8 @@ class EngineSettings:
         Click level while speech plays (-6 dB).
     accent_every : int
         Accent every N steps (0: no accent).
+    clicks : str
+        ``on``, ``soft`` (:data:`SOFT_CLICK_DB` quieter) or ``off`` (no clicks; cues and music still play).
     n_voices : int
         Size of the fixed voice pool.
     """
@@ -44,6 +49,7 @@ class EngineSettings:
     duck_db: float = -6.0
     accent_every: int = 4
     n_voices: int = 8
+    clicks: str = "on"
 
     def __post_init__(self):
         if not (isinstance(self.samplerate, numbers.Integral) and not isinstance(self.samplerate, bool) and 8000 <= self.samplerate <= 384000):
@@ -58,6 +64,8 @@ class EngineSettings:
             raise InputError(f"duck_db: {self.duck_db!r} is outside -40..0 dB", field="duck_db")
         if not (0 <= self.accent_every <= 64):
             raise InputError(f"accent_every: {self.accent_every!r} is outside 0..64", field="accent_every")
+        if self.clicks not in CLICK_MODES:
+            raise InputError(f"clicks: {self.clicks!r} is not one of {', '.join(CLICK_MODES)}", field="clicks")
         if not (2 <= self.n_voices <= 64):
             raise InputError(f"n_voices: {self.n_voices!r} is outside 2..64")
 
@@ -96,6 +104,11 @@ class MusicSettings:
     max_track_s : float
         Longest track accepted (each track is decoded whole: its loudness needs all of it; 30 min of 48 kHz
         stereo float32 is 690 MB).
+    sync : bool
+        ``--music-sync``: stretch every track (pitch kept) so its beats fall on the steps (:mod:`metronome.music.sync`).
+    max_stretch : float
+        Largest relative stretch of a synced track, either way (0.10: +-10 %, the limit issue 17 sets: beyond
+        it a stretch is heard, and a song slowed or sped that much no longer sounds like itself).
     """
 
     click_level_db: float = 0.0
@@ -107,8 +120,12 @@ class MusicSettings:
     once: bool = False
     ring_s: float = 20.0
     max_track_s: float = 1800.0
+    sync: bool = False
+    max_stretch: float = 0.10
 
     def __post_init__(self):
+        if not (math.isfinite(self.max_stretch) and 0.0 < self.max_stretch <= 0.10):
+            raise InputError(f"max_stretch: {self.max_stretch!r} is outside (0, 0.10]", field="max_stretch")
         if not (math.isfinite(self.click_level_db) and -20.0 <= self.click_level_db <= 40.0):
             raise InputError(f"click_level_db: {self.click_level_db!r} is outside -20..40 dB", field="click_level_db")
         if not (math.isfinite(self.duck_db) and -40.0 <= self.duck_db <= 0.0):

@@ -27,7 +27,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[test,ble,latency,music]'
+.venv/bin/python -m pip install -q -e '.[test,ble,latency,music,musicsync]'
 
 export JACK_NO_START_SERVER=1
 JACK_PID=""

@@ -29,7 +29,7 @@ LAYERS = (
     ("metronome.render", 4), ("metronome.encoder_thread", 4), ("metronome.player", 4), ("metronome.devices", 4), ("metronome.sensors", 4),
     ("metronome.follower", 4), ("metronome.course_plan", 4), ("metronome.follow_control", 4),
     ("metronome.follow_session", 5), ("metronome.follow_live", 5), ("metronome.history", 4), ("metronome.latency", 4),
-    ("metronome.music", 4),
+    ("metronome.music", 4), ("metronome.music.beats", 4), ("metronome.music.stretch", 4), ("metronome.music.sync", 4),
     ("metronome.session", 5),
     ("metronome.live", 6), ("metronome.export", 6), ("metronome.export.split", 6),
     ("metronome.cli", 7), ("metronome.cli.travel", 7),

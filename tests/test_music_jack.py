@@ -17,18 +17,23 @@ MUSIC = str(Path(__file__).resolve().parent / "data" / "music")
 
 
 @pytest.mark.jack
-def test_play_with_music_on_jack_is_the_render_with_music(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--music-sync", "--base-cadence", "145"]], ids=["music", "music-sync"])
+def test_play_with_music_on_jack_is_the_render_with_music(tmp_path, extra):
     require_jack()
+    if extra:
+        pytest.importorskip("librosa")
+        pytest.importorskip("python_stretch")
     course = tmp_path / "course.yaml"
     course.write_text("segments: [{distance_m: 100, grade_pct: 0}, {distance_m: 300, grade_pct: -12}]")
     ref_path = tmp_path / "ref.wav"
     r = subprocess.run([sys.executable, "-m", "metronome.cli", "render", str(course), "-o", str(ref_path),
-                        "--subtype", "FLOAT", "--no-cues", "--quiet", "--music", MUSIC], capture_output=True, text=True)
+                        "--subtype", "FLOAT", "--no-cues", "--quiet", "--music", MUSIC, *extra], capture_output=True,
+                       text=True)
     assert r.returncode == 0, r.stderr
     ref = sf.read(ref_path, dtype="float32")[0]
     log_offset = jack_log_size()
     rec, code, out, err = play_and_record([course, "--no-cues", "--json", "--duration", "12", "--device", "JACK",
-                                           "--music", MUSIC], 8, tmp_path / "rec.npz")
+                                           "--music", MUSIC, *extra], 8, tmp_path / "rec.npz")
     assert code == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["music"]["underruns"] == 0 and summary["music"]["tracks_started"] >= 1

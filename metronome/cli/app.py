@@ -24,6 +24,7 @@ FLAG_FOR_FIELD = {
     "volume_db": "--volume-db", "accent_every": "--accent-every", "base_cadence_spm": "--base-cadence",
     "upper_cap": "--upper-cap", "music": "--music", "click_level_db": "--click-level",
     "music_duck_db": "--music-duck", "interval_m": "--anchors", "finish_time_s": "--finish-time",
+    "music_sync": "--music-sync", "clicks": "--clicks",
 }
 
 
@@ -142,18 +143,20 @@ def common_options(f):
     return f
 
 
-def _plan_settings(profile, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, channels):
+def _plan_settings(profile, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, channels,
+                   clicks=EngineSettings.clicks):
     """Tempo and engine settings of a session from the common flags (each default lives in the dataclasses)."""
     from metronome.mix import EngineSettings
     from metronome.session import tempo_settings_for
 
     es = EngineSettings(samplerate=samplerate, channels=channels, ceiling_dbfs=ceiling_db, volume_db=volume_db,
-                        accent_every=accent_every)
+                        accent_every=accent_every, clicks=clicks)
     return tempo_settings_for(profile, base_cadence, upper_cap), es
 
 
 def _plan(profile_spec, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues,
-          voice_pack, channels=2, flat_pace=None, runner=None, voice=None, finish_time_s=None, anchor_every_m=None):
+          voice_pack, channels=2, flat_pace=None, runner=None, voice=None, finish_time_s=None, anchor_every_m=None,
+          clicks=EngineSettings.clicks):
     from metronome.session import DEFAULT_RUNNER, load_profile, plan_session
 
     profile = load_profile(profile_spec, flat_pace=flat_pace, runner=runner or DEFAULT_RUNNER)
@@ -162,7 +165,7 @@ def _plan(profile_spec, base_cadence, samplerate, upper_cap, volume_db, ceiling_
 
         profile = scale_track_to_finish(profile, finish_time_s)
     ts, es = _plan_settings(profile, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every,
-                            channels)
+                            channels, clicks)
     plan = plan_session(profile, ts, es, cues=not no_cues, voice_pack=voice_pack, voice=voice,
                         anchor_every_m=anchor_every_m)
     for w in plan.warnings:
@@ -190,9 +193,11 @@ def _plan(profile_spec, base_cadence, samplerate, upper_cap, volume_db, ceiling_
 def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, base_cadence, samplerate, upper_cap,
            volume_db, ceiling_db, accent_every, flat_pace, runner, no_cues, voice_pack, follow=None, voice=None,
            music=(), music_once=False, click_level=MusicSettings.click_level_db, music_duck=MusicSettings.duck_db,
-           finish_time=None, anchors=None, split=False):
+           finish_time=None, anchors=None, split=False, music_sync=False, clicks=EngineSettings.clicks):
     """Render PROFILE (a file or a bundled name) to an audio file, through the same kernel as `play`."""
     travel = travel_spec(finish_time, anchors, split, no_cues=no_cues, follow=follow)
+    if follow is not None and (music or clicks != EngineSettings.clicks):
+        raise InputError("--follow: --music, --music-sync and --clicks are not supported with --follow yet")
     if follow is not None:
         from .follow import render_follow_command
 
@@ -206,7 +211,7 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
 
     output_format(out, subtype, samplerate)  # validate flags before any work
     voice = voice_spec(voice)
-    checked_music = music_tracks(music, music_once, click_level, music_duck)
+    checked_music = music_tracks(music, music_once, click_level, music_duck, music_sync)
     # Never write over what this session reads (--events course.yaml turned the course into a CSV).
     inputs = (outfiles.input_files(profile, voice_pack) + ([runner] if runner else [])
               + ([t.path for t in checked_music[1]] if checked_music else []))
@@ -215,7 +220,8 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
         for line in outfiles.clean_stale_partials(folder):
             click.echo(f"downbeat: {line}", err=True)
     plan = _plan(profile, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, no_cues,
-                 voice_pack, channels, flat_pace, runner, voice, travel.finish_time_s, travel.anchor_every_m)
+                 voice_pack, channels, flat_pace, runner, voice, travel.finish_time_s, travel.anchor_every_m,
+                 clicks)
     split_at, cuts, parts = travel.cuts(plan, out)  # --split: where each part starts, and its file
     outfiles.refuse_overwriting_inputs([("--split", p) for p in parts] + [("--events", events)], inputs)
     mplan = music_plan(checked_music, plan)

@@ -202,7 +202,7 @@ def run_session(session, *, quiet: bool, reconnect: bool, device=None) -> dict:
 @music_options
 def play(profile, sensor, listen_any, follow_course, device, blocksize, duration, quiet, as_json, fallback_render, reconnect,
          resume_at, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, flat_pace, runner,
-         no_cues, voice_pack, music, music_once, click_level, music_duck, voice=None):
+         no_cues, voice_pack, music, music_once, click_level, music_duck, voice=None, music_sync=False, clicks="on"):
     """Play PROFILE live on an audio device (default: the bundled demo descent)."""
     from metronome.devices import NoOutputDevice, find_device
 
@@ -217,7 +217,7 @@ def play(profile, sensor, listen_any, follow_course, device, blocksize, duration
         from metronome.sensors import parse_sensor_url
 
         spec = parse_sensor_url(sensor, listen_any=listen_any)  # bad input (exit 2) before device problems (exit 1)
-    checked_music = music_tracks(music, music_once, click_level, music_duck)  # bad paths: exit 2, before devices
+    checked_music = music_tracks(music, music_once, click_level, music_duck, music_sync)  # bad paths: exit 2, before devices
     resume = None
     if resume_at is not None:
         resume = parse_resume(resume_at, os.environ.pop("DOWNBEAT_RESUME", None))
@@ -233,7 +233,8 @@ def play(profile, sensor, listen_any, follow_course, device, blocksize, duration
                        subtype=None, quiet=quiet, as_json=as_json, base_cadence=base_cadence, samplerate=samplerate,
                        upper_cap=upper_cap, volume_db=volume_db, ceiling_db=ceiling_db, accent_every=accent_every,
                        flat_pace=flat_pace, runner=runner, no_cues=no_cues, voice_pack=voice_pack, voice=voice,
-                       music=music, music_once=music_once, click_level=click_level, music_duck=music_duck)
+                       music=music, music_once=music_once, click_level=click_level, music_duck=music_duck,
+                       music_sync=music_sync, clicks=clicks)
             return
     if profile is None and sensor is None:
         profile = "demo-descent"
@@ -257,7 +258,7 @@ def play(profile, sensor, listen_any, follow_course, device, blocksize, duration
     dev = find_device(device)  # fail fast, before any slow preparation
     if profile and prof is None:
         prof = load_profile(profile, flat_pace=flat_pace, runner=runner or DEFAULT_RUNNER)
-    ts, es = _plan_settings(prof, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, 2)
+    ts, es = _plan_settings(prof, base_cadence, samplerate, upper_cap, volume_db, ceiling_db, accent_every, 2, clicks)
     fplan = None
     if follow:
         # The course by distance, followed by position (issue 14): the same plan as `render --follow replay:RUN`.
@@ -274,7 +275,7 @@ def play(profile, sensor, listen_any, follow_course, device, blocksize, duration
     if resume is not None and resume["position"] > plan.tempo_map.end_sample + es.samplerate:
         raise InputError(f"--resume-at: {resume['position']} is past the end of this session "
                          f"({plan.tempo_map.end_sample} samples)")
-    mplan = music_plan(checked_music, plan)
+    mplan = music_plan(checked_music, plan, resume["position"] if resume is not None else 0)
     session = LiveSession(plan, feed_spec=spec, device=dev, blocksize=blocksize, duration_s=duration, resume=resume,
                           music=mplan, follow=fplan)
     summary = run_session(session, quiet=quiet or as_json, reconnect=reconnect, device=device)
