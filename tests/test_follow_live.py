@@ -174,7 +174,7 @@ def _locate(x, clip):
 @pytest.mark.jack
 @pytest.mark.skipif(shutil.which("gpsfake") is None, reason="gpsfake not installed (Debian gpsd-clients)")
 def test_gpsd_run_through_gpsfake_ramps_on_the_beat_and_announces_on_time(tmp_path):
-    from tests.support.jackutil import JackRecorder, jack_ports, onsets_seen, require_jack
+    from tests.support.jackutil import JackRecorder, jack_ports, onsets_seen, own_port, require_jack
 
     require_jack()
     plan = _plan()
@@ -195,7 +195,7 @@ def test_gpsd_run_through_gpsfake_ramps_on_the_beat_and_announces_on_time(tmp_pa
         session = _session(plan, f"gpsd://127.0.0.1:{port}", 80.0, events)
         session.start()
         try:
-            out = sorted(p for p in jack_ports() - before if p.endswith(":out_0"))[0]
+            out = own_port(before)
             recorder = JackRecorder(out, len(lead + pts) + 6, tmp_path / "rec.npz")
             _drive(session, len(lead + pts) + 8)
             rec = recorder.result(timeout=60)

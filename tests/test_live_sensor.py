@@ -19,7 +19,8 @@ from metronome.player import LivePlayer
 from metronome.sensors import SensorFeed, parse_sensor_url
 from metronome.tempo import TempoMap, TempoSettings, target_cadence
 
-from tests.support.jackutil import (JackRecorder, assert_underflows_explained, jack_log_since, jack_log_size, jack_ports,
+from tests.support.jackutil import (JackRecorder, assert_underflows_explained, jack_log_since, jack_log_size,
+                                jack_ports, own_port,
                                 match_beats, require_jack, xruns_logged)
 
 SR = 48000
@@ -72,7 +73,7 @@ def test_grade_step_over_udp_reaches_the_beats_within_a_block_plus_a_beat_at_the
     log_offset = jack_log_size()
     with LiveSession() as s:
         s.poll(1.0)
-        port = sorted(p for p in jack_ports() - s.before if p.endswith(":out_0"))[0]
+        port = own_port(s.before)
         recorder = JackRecorder(port, 8, tmp_path / "rec.npz")
         s.poll(1.5)
         assert s.engine.ctl[K.CT_TARGET_BPM] == pytest.approx(170.0)

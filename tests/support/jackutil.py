@@ -56,6 +56,23 @@ def jack_ports():
     return set(subprocess.run(["jack_lsp"], capture_output=True, text=True, env=env).stdout.split())
 
 
+def own_port(before, timeout=10.0):
+    """The first (left) output port an in-process player just opened, polled for (``jack_lsp`` can lag on a loaded
+    machine).  PortAudio keeps one JACK client per process and numbers each new stream's ports on
+    (``PortAudio:out_0``, ``out_1``, then ``out_2``, ...), so the new port is the lowest-numbered ``out_N`` not in
+    ``before``."""
+    import re
+
+    deadline = time.time() + timeout
+    while True:
+        now = jack_ports()
+        new = [p for p in now - before if re.search(r":out_\d+$", p) and not p.startswith("system:")]
+        if new:
+            return min(new, key=lambda p: int(p.rsplit("_", 1)[1]))
+        assert time.time() < deadline, f"no new output port among {sorted(now)}"
+        time.sleep(0.1)
+
+
 def wait_new_port(before, suffix, proc, timeout=90):
     deadline = time.time() + timeout
     while time.time() < deadline:
