@@ -33,6 +33,7 @@ Rules (the plan, :class:`~metronome.course_plan.CoursePlan`, is indexed by cours
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 
 from cues.library import CueLibrary
@@ -291,9 +292,7 @@ class FollowController:
             cut = sample - int(SPEED_WINDOW_S * self.sr)
             while h and h[0][0] < cut:
                 h.pop(0)
-        vals = sorted([x for _, x in h[:-1]] + [v])
-        n = len(vals)
-        return vals[n // 2] if n % 2 else 0.5 * (vals[n // 2 - 1] + vals[n // 2])
+        return statistics.median([x for _, x in h[:-1]] + [v])
 
     # -- the step ---------------------------------------------------------------------------------------------
     def update(self, sample: int, state, bpm_now: float) -> FollowStep:

@@ -87,7 +87,6 @@ class LiveFollow:
         self.last_reading_s = None  # monotonic arrival of the latest fix processed
         self.log: list[dict] = []  # tempo decisions and cues, for the summary
         self._target = None
-        self._events_seen = 0
 
     # -- sensor thread ----------------------------------------------------------------------------------------
     def on_position(self, item, now_s: float) -> None:
@@ -106,16 +105,17 @@ class LiveFollow:
         sample = engine.position
         t_s = sample / self.sr
         items = self.inbox.take_all()
-        state, events = None, []
+        state, new_events = None, []
         for item, arrived_s in items:
             state = self.follower.push(item, t_s)
-            events.extend(state.events)
+            new_events.extend(state.events)  # each update's own events (CourseFollower.events stops at a cap)
             self.fixes += 1
             self.last_reading_s = arrived_s
         if state is None:
             state = self.follower.poll(t_s)
+            new_events = list(state.events)
         elif len(items) > 1:
-            state = replace(state, events=tuple(events))  # a batch: the controller sees every event in it
+            state = replace(state, events=tuple(new_events))  # a batch: the controller sees every event in it
         st = self.controller.update(sample, state, engine.current_bpm)
         if st.target_bpm != self._target:
             if self._target is not None:
@@ -129,9 +129,8 @@ class LiveFollow:
             engine.request_cue(self.plan.bank.index(cue.clip_name), cue.not_before_sample)
             self._note({"sample": int(cue.not_before_sample), "kind": "cue", "cue_id": cue.cue_id, "clip": cue.clip_name,
                         "text": cue.text, "distance_m": round(cue.distance_m, 1)})
-        for ev in self.follower.events[self._events_seen:]:
+        for ev in new_events:
             self._note({"sample": int(sample), "kind": ev.kind, "distance_m": round(ev.distance_m, 1)})
-        self._events_seen = len(self.follower.events)
         self.last = st
         return st
 

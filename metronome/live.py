@@ -102,30 +102,27 @@ class LiveSession:
         self.samplerate = sr = es.samplerate
         mus = dict(music=music.settings, music_frames=music.ring_frames(sr)) if music is not None else {}
         self.follow = None
-        if follow is not None:
-            import numpy as np
-
-            from .follow_live import LiveFollow
+        if plan.live:
             from .sensors import SensorFeed
 
             self.engine = Engine(tm, es, plan.bank, live=True, max_change_per_beat=ts.max_change_per_beat,
                                  min_bpm=ts.min_bpm, max_bpm=ts.max_bpm, **mus)
-            self.follow = LiveFollow(follow)
-            self.engine.set_target_bpm(follow.course.bpm_at(0.0))
-            # The main thread is the one writer of the engine's target: the feed's own grade target goes here.
-            self._feed_ctl = np.zeros(CT_N)
-            self.feed = SensorFeed(feed_spec, self._feed_ctl, ts, on_position=self.follow.on_position,
-                                   source=follow_source(feed_spec))
-        elif plan.live:
-            from .sensors import SensorFeed
+            if follow is not None:
+                import numpy as np
 
-            self.engine = Engine(tm, es, plan.bank, live=True, max_change_per_beat=ts.max_change_per_beat,
-                                 min_bpm=ts.min_bpm, max_bpm=ts.max_bpm, **mus)
-            fallback = None
-            if plan.profile is not None:
-                # The feed calls this with its own clock; the profile's tempo is read at the playback position.
-                fallback = lambda now_s: float(tm.bpm_at(self.engine.position))  # noqa: E731
-            self.feed = SensorFeed(feed_spec, self.engine.ctl, ts, fallback=fallback)
+                from .follow_live import LiveFollow
+
+                self.follow = LiveFollow(follow)
+                # The main thread is the one writer of the engine's target: the feed's own grade target goes here.
+                self._feed_ctl = np.zeros(CT_N)
+                self.feed = SensorFeed(feed_spec, self._feed_ctl, ts, on_position=self.follow.on_position,
+                                       source=follow_source(feed_spec))
+            else:
+                fallback = None
+                if plan.profile is not None:
+                    # The feed calls this with its own clock; the profile's tempo is read at the playback position.
+                    fallback = lambda now_s: float(tm.bpm_at(self.engine.position))  # noqa: E731
+                self.feed = SensorFeed(feed_spec, self.engine.ctl, ts, fallback=fallback)
         else:
             self.engine = Engine(tm, es, plan.bank, stop_beats_at=tm.end_sample if plan.profile is not None else None,
                                  **mus)

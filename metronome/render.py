@@ -161,12 +161,14 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
     try:
         buf = np.zeros((chunk, settings.channels), dtype=np.float32)
         # PCM_16: convert in the kernel layer and give libsndfile shorts (identical bytes, several times faster).
-        pcm = np.zeros((chunk, settings.channels), dtype=np.int16) if sub == "PCM_16" else None
-        # Compressed output: the encoder runs on the second core while the kernel renders the next chunk.
+        pcm16 = sub == "PCM_16"
+        # Compressed output: the encoder runs on the second core while the kernel renders the next chunk, from
+        # its own rotating buffers; otherwise the chunk is written from ``buf`` (or ``pcm``) here.
         if fmt in THREADED_FORMATS:
             from .encoder_thread import EncoderThread
 
-            enc = EncoderThread(audio, (chunk, settings.channels), np.int16 if pcm is not None else np.float32)
+            enc = EncoderThread(audio, (chunk, settings.channels), np.int16 if pcm16 else np.float32)
+        pcm = np.zeros((chunk, settings.channels), dtype=np.int16) if pcm16 and enc is None else None
         writer = None
         if events_path:
             try:
@@ -189,21 +191,15 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
             ri = engine.queue_cues(requests, ri, done + n)
             if ring is not None:
                 ring.fill(until_written=done + n)  # exactly the frames this chunk reads (read == done here)
+            si, dst = enc.slot() if enc is not None else (None, pcm if pcm16 else buf)
+            view = buf[:n] if pcm16 else dst[:n]  # the kernel renders float32 frames
+            engine.process(view, kernel_block)
+            if pcm16:
+                K.to_pcm16(view, dst[:n])
             if enc is not None:
-                si, sbuf = enc.slot()
-                view = buf[:n] if pcm is not None else sbuf[:n]
-                engine.process(view, kernel_block)
-                if pcm is not None:
-                    K.to_pcm16(view, sbuf[:n])
                 enc.submit(si, n)
             else:
-                view = buf[:n]
-                engine.process(view, kernel_block)
-                if pcm is not None:
-                    K.to_pcm16(view, pcm[:n])
-                    audio.write(pcm[:n])
-                else:
-                    audio.write(view)
+                audio.write(dst[:n])
             rows = []
             for ev in engine.drain_events():
                 if ev.kind == "beat":

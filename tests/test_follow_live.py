@@ -55,8 +55,12 @@ def test_fix_inbox_keeps_order_and_counts_what_a_full_ring_drops():
 class _RecordingSchedule(FollowSchedule):
     """The render's schedule, noting the engine tempo each step saw (the fake engine below replays it)."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen = []
+
     def step(self, engine, sample):
-        self.seen = getattr(self, "seen", []) + [(sample, engine.current_bpm, self._sched[self._i][2])]
+        self.seen.append((sample, engine.current_bpm, self._sched[self._i][2]))
         super().step(engine, sample)
 
 
