@@ -62,3 +62,17 @@ class AudioDeviceError(DownbeatError):
     """No usable audio device, or the device/server went away mid-session (exit 1)."""
 
     exit_code = 1
+
+
+def require_modules(modules, extra: str, field: str) -> None:
+    """An :class:`InputError` naming ``field`` unless every one of ``modules`` imports: they come with Downbeat's
+    optional ``extra`` (``pip install 'downbeat[extra]'``), so the user is told that, not shown a traceback."""
+    missing = []
+    for mod in modules:
+        try:
+            __import__(mod)
+        except ImportError:
+            missing.append(mod.replace("_", "-"))  # the distribution's name (python_stretch -> python-stretch)
+    if missing:
+        raise InputError(f"{field}: {' and '.join(missing)} not installed; install Downbeat with its {extra} extra: "
+                         f"pip install 'downbeat[{extra}]'", field=field)

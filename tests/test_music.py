@@ -311,3 +311,14 @@ def test_cli_render_with_music_and_bad_music_path(tmp_path):
                         "--music", str(bad)], capture_output=True, text=True)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "list.m3u:1" in r.stderr
     assert r.stderr.startswith("downbeat: error: --music: ") and not (tmp_path / "b.wav").exists()
+
+
+def test_a_missing_extra_is_one_line_naming_the_field_and_the_extra():
+    from metronome.errors import InputError, require_modules
+
+    require_modules(("os", "json"), "music", "music")  # all there: nothing raised
+    with pytest.raises(InputError) as exc:
+        require_modules(("os", "no_such_module_x"), "musicsync", "music_sync")
+    assert str(exc.value) == ("music_sync: no-such-module-x not installed; install Downbeat with its musicsync extra: "
+                              "pip install 'downbeat[musicsync]'")
+    assert exc.value.field == "music_sync"

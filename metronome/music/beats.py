@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, require_modules
 
 ANALYSIS_RATE = 22050
 HOP = 128
@@ -56,15 +56,7 @@ def file_hash(path: str) -> str:
 
 def require_librosa() -> None:
     """librosa and python-stretch come with the ``musicsync`` extra; say so instead of a traceback."""
-    missing = []
-    for mod in ("librosa", "python_stretch"):
-        try:
-            __import__(mod)
-        except ImportError:
-            missing.append(mod.replace("_", "-"))
-    if missing:
-        raise InputError(f"music_sync: {' and '.join(missing)} not installed; install Downbeat with its musicsync "
-                         "extra: pip install 'downbeat[musicsync]'", field="music_sync")
+    require_modules(("librosa", "python_stretch"), "musicsync", "music_sync")
 
 
 def track_beats(mono: np.ndarray, samplerate: int) -> np.ndarray:

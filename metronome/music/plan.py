@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import InputError
+from ..errors import InputError, require_modules
 from ..settings import MusicSettings
 
 
@@ -52,15 +52,7 @@ class MusicPlan:
 
 def require_backends() -> None:
     """soxr and pyloudnorm come with the ``music`` extra; say how to get them instead of a traceback."""
-    missing = []
-    for mod in ("soxr", "pyloudnorm"):
-        try:
-            __import__(mod)
-        except ImportError:
-            missing.append(mod)
-    if missing:
-        raise InputError(f"music: {' and '.join(missing)} not installed; install Downbeat with its music extra: "
-                         "pip install 'downbeat[music]'", field="music")
+    require_modules(("soxr", "pyloudnorm"), "music", "music")
 
 
 def resolve_music(paths, settings: MusicSettings = MusicSettings()) -> tuple:
