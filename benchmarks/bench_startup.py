@@ -1,13 +1,17 @@
-"""Benchmark: start-up to first audio for ``downbeat play`` and ``downbeat render``, cold and warm numba cache.
+"""Benchmark: start-up to first audio for ``downbeat play`` and ``downbeat render``: first run and warm.
 
 Not a test (pytest does not collect it).  Run::
 
-    python3 benchmarks/bench_startup.py            # 1 cold + 2 warm runs of each command
+    python3 benchmarks/bench_startup.py            # 1 round: each kind of first run + 2 warm runs
     python3 benchmarks/bench_startup.py --cold 2 --warm 3
 
-*Cold* is a first run: ``NUMBA_CACHE_DIR`` points at a fresh, empty temporary folder, so every kernel (and the
-C callback) is compiled by LLVM.  *Warm* reuses the folder the cold run filled.  Python's own bytecode cache is
-warm in both (``pip install`` writes it), so cold here means "numba cache empty", the slow part of a first run.
+Every round starts from a fresh copy of the package (``metronome``, ``cues``, ``profiles`` byte-compiled, as
+``pip install`` leaves them) run through ``PYTHONPATH``, with a fresh, empty ``NUMBA_CACHE_DIR``:
+
+* ``installed``: the install step ``python -m metronome._aot`` (the README's; timed on its own as ``install_s``)
+  compiled the kernels ahead of time; then the first run (``first``) and ``--warm`` more (``warm``).
+* ``no-install-step``: nothing compiled: the first run builds the module itself (it says so), then warm runs.
+* ``jit``: ``DOWNBEAT_KERNELS=jit`` (no C compiler): numba compiles at the first run and loads its cache after.
 
 * ``play``: ``downbeat play demo-descent --no-cues --device JACK`` on a private JACK dummy server.  A probe JACK
   client in this process polls for Downbeat's port, connects to it at once and stamps every cycle with
@@ -19,7 +23,7 @@ warm in both (``pip install`` writes it), so cold here means "numba cache empty"
   (the ``.partial`` file grows past its header) and -> process exit (file complete).
 
 Each run also records whether the command said "downbeat: preparing the audio engine (first run only, ~N s)" on
-stderr (``notice``): it must on every cold run and on no warm one.
+stderr (``notice``): it must on a first run that compiles, and on no other.
 """
 
 from __future__ import annotations
@@ -41,9 +45,30 @@ import numpy as np  # noqa: E402
 
 
 def kernels_mtime() -> float:
-    """mtime of the kernel source: numba's cache is keyed on it, so an edit by someone else turns a warm run
-    into a compile (the tree is shared); such runs are flagged, not hidden."""
+    """mtime of the kernel source: an edit by someone else turns a warm run into a compile (the tree is shared);
+    such runs are flagged, not hidden."""
     return os.path.getmtime(os.path.join(REPO, "metronome", "_kernels.py"))
+
+
+def install_copy(tmp: str, aot: bool) -> dict:
+    """A fresh byte-compiled copy of the package in ``tmp/install`` (+ the install step's AOT build if ``aot``)."""
+    import compileall
+
+    root = os.path.join(tmp, "install")
+    shutil.rmtree(root, ignore_errors=True)
+    for pkg in ("metronome", "cues", "profiles"):
+        shutil.copytree(os.path.join(REPO, pkg), os.path.join(root, pkg),
+                        ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    compileall.compile_dir(root, quiet=1)
+    res = {"root": root, "install_s": None}
+    if aot:
+        t0 = time.monotonic()
+        r = subprocess.run([sys.executable, "-m", "metronome._aot"], env=dict(os.environ, PYTHONPATH=root),
+                           cwd=tmp, capture_output=True, text=True)
+        res["install_s"] = time.monotonic() - t0
+        if r.returncode != 0 or "compiled the audio kernels ahead of time" not in r.stdout:
+            raise RuntimeError(f"install step failed: {r.stdout} {r.stderr}")
+    return res
 
 
 def said_preparing(proc) -> bool:
@@ -54,14 +79,15 @@ def said_preparing(proc) -> bool:
         return False
 
 
-def play_once(srv, probe, cache_dir: str) -> dict:
+def play_once(srv, probe, cache_dir: str, root: str, extra_env: dict) -> dict:
     cmd = [sys.executable, "-m", "metronome.cli", "play", "demo-descent", "--no-cues", "--quiet", "--device",
            "JACK", "--duration", "3"]
-    env = srv.env(NUMBA_CACHE_DIR=cache_dir)
+    env = srv.env(NUMBA_CACHE_DIR=cache_dir, PYTHONPATH=root, **extra_env)
     mtime0 = kernels_mtime()
     probe.n[0] = 0
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=env, cwd=os.path.dirname(root), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
     try:
         port = None
         while port is None:
@@ -106,13 +132,13 @@ def play_once(srv, probe, cache_dir: str) -> dict:
     return res
 
 
-def render_once(cache_dir: str, tmp: str) -> dict:
+def render_once(cache_dir: str, tmp: str, root: str, extra_env: dict) -> dict:
     out = os.path.join(tmp, "demo.wav")
     cmd = [sys.executable, "-m", "metronome.cli", "render", "demo-descent", "-o", out, "--no-cues", "--quiet"]
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, PYTHONPATH=root, **extra_env)
     mtime0 = kernels_mtime()
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     t_first = None
     try:
         while proc.poll() is None:
@@ -138,47 +164,56 @@ def render_once(cache_dir: str, tmp: str) -> dict:
     return res
 
 
-def bench(cold: int = 1, warm: int = 2, log=print) -> dict:
-    out = {"machine": common.machine_info(), "play": [], "render": []}
+#: (label, AOT module built by the install step, extra environment)
+KINDS = (("installed", True, {}), ("no-install-step", False, {}), ("jit", False, {"DOWNBEAT_KERNELS": "jit"}))
+
+
+def bench(cold: int = 1, warm: int = 2, log=print, kinds=KINDS) -> dict:
+    out = {"machine": common.machine_info(), "play": [], "render": [], "install": []}
     with tempfile.TemporaryDirectory(prefix="dbbench-start-") as tmp:
-        with common.JackServer(128, name=f"dbstart{os.getpid()}") as srv:
-            os.environ["JACK_DEFAULT_SERVER"] = srv.name
-            probe = common.JackRecorder("dbstartprobe", seconds_max=30.0)  # uses .wall per cycle
+        for command in ("play", "render"):
+            srv = common.JackServer(128, name=f"dbstart{os.getpid()}") if command == "play" else None
+            if srv is not None:
+                srv.__enter__()
+                os.environ["JACK_DEFAULT_SERVER"] = srv.name
+                probe = common.JackRecorder("dbstartprobe", seconds_max=30.0)  # uses .wall per cycle
             try:
-                for c in range(cold):
-                    cache = tempfile.mkdtemp(prefix="numba-cache-", dir=tmp)
-                    cold_mtime = kernels_mtime()
-                    for label, n in (("cold", 1), ("warm", warm)):
-                        for _ in range(n):
-                            r = play_once(srv, probe, cache)
-                            r["cache"] = label
-                            r["kernels_changed_since_cold"] = kernels_mtime() != cold_mtime
-                            out["play"].append(r)
-                            log(f"play   {label}: port {r['port_s']:6.2f} s, first audio "
-                                f"{r.get('first_audio_s', float('nan')):6.2f} s (beat 0: "
-                                f"{r.get('first_click_is_beat0')}; notice: {r['notice']})")
-                    shutil.rmtree(cache)
+                for _ in range(cold):
+                    for kind, aot, extra in kinds:
+                        inst = install_copy(tmp, aot)
+                        if aot:
+                            out["install"].append({"command": command, "install_s": inst["install_s"]})
+                            log(f"install step (python -m metronome._aot): {inst['install_s']:.2f} s")
+                        cache = tempfile.mkdtemp(prefix="numba-cache-", dir=tmp)
+                        cold_mtime = kernels_mtime()
+                        for label, n in (("first", 1), ("warm", warm)):
+                            for _ in range(n):
+                                if command == "play":
+                                    r = play_once(srv, probe, cache, inst["root"], extra)
+                                else:
+                                    r = render_once(cache, tmp, inst["root"], extra)
+                                r.update(kind=kind, run=label, kernels_changed_since_cold=kernels_mtime() != cold_mtime)
+                                out[command].append(r)
+                                if command == "play":
+                                    log(f"play   {kind:>15} {label:>5}: port {r['port_s']:6.2f} s, first audio "
+                                        f"{r.get('first_audio_s', float('nan')):6.2f} s (beat 0: "
+                                        f"{r.get('first_click_is_beat0')}; notice: {r['notice']})")
+                                else:
+                                    log(f"render {kind:>15} {label:>5}: first audio written "
+                                        f"{r['first_audio_written_s'] or float('nan'):6.2f} s, done {r['done_s']:6.2f} s "
+                                        f"({r.get('audio_s', 0):.0f} s of audio; notice: {r['notice']})")
+                        shutil.rmtree(cache)
             finally:
-                probe.close()
-                os.environ.pop("JACK_DEFAULT_SERVER", None)
-        for c in range(cold):
-            cache = tempfile.mkdtemp(prefix="numba-cache-", dir=tmp)
-            cold_mtime = kernels_mtime()
-            for label, n in (("cold", 1), ("warm", warm)):
-                for _ in range(n):
-                    r = render_once(cache, tmp)
-                    r["cache"] = label
-                    r["kernels_changed_since_cold"] = kernels_mtime() != cold_mtime
-                    out["render"].append(r)
-                    log(f"render {label}: first audio written {r['first_audio_written_s'] or float('nan'):6.2f} s, "
-                        f"done {r['done_s']:6.2f} s ({r.get('audio_s', 0):.0f} s of audio; notice: {r['notice']})")
-            shutil.rmtree(cache)
+                if srv is not None:
+                    probe.close()
+                    os.environ.pop("JACK_DEFAULT_SERVER", None)
+                    srv.__exit__(None, None, None)
     return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cold", type=int, default=1, help="cold runs (each with a fresh numba cache)")
+    ap.add_argument("--cold", type=int, default=1, help="rounds, each from a fresh copy of the package")
     ap.add_argument("--warm", type=int, default=2, help="warm runs after each cold one")
     args = ap.parse_args(argv)
     res = bench(args.cold, args.warm)

@@ -1,13 +1,15 @@
 """The engine: owns every preallocated array the kernel works on (one instance per stream or render).
 
-Layers (stumpy style): :mod:`metronome._kernels` (numba, arrays in/out) <- this driver (allocation) <-
-:mod:`metronome.render` (files) and :mod:`metronome.player` (the device stream) <- :mod:`metronome.session`.
+Layers (stumpy style): the kernels (:mod:`metronome.kernels`: the functions of :mod:`metronome._kernels`, compiled
+ahead of time or by numba's JIT; arrays in/out) <- this driver (allocation) <- :mod:`metronome.render` (files) and
+:mod:`metronome.player` (the device stream) <- :mod:`metronome.session`.
 
-Real-time contract: the PortAudio callback is :func:`metronome._kernels.pa_callback`, a compiled C function
-(numba ``cfunc``) that views the arrays allocated in :class:`Engine` through a pointer table and runs the same
-:func:`~metronome._kernels.process_block` that :meth:`Engine.process` runs offline.  It allocates nothing, takes
-no lock (not even the GIL), does no I/O or logging and never compiles: every kernel is compiled or loaded from the
-numba cache by :func:`warm_kernels` before a stream opens.
+Real-time contract: the PortAudio callback is :func:`metronome._kernels._pa_callback` compiled to a C function (the
+ahead-of-time module's ``downbeat_pa_callback``, or a numba ``cfunc``) that views the arrays allocated in
+:class:`Engine` through a pointer table and runs the same :func:`~metronome._kernels.process_block` that
+:meth:`Engine.process` runs offline.  It allocates nothing, takes no lock (not even the GIL), does no I/O or
+logging and never compiles: :func:`warm_kernels` loads (or compiles) every kernel and calls it once before a
+stream opens.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _kernels as K
+from . import _layout as K
+from . import kernels
 from .errors import InputError
 from .tempo import TempoMap
 from .mix import ClipBank, EngineSettings, click_bank, db_to_gain
@@ -143,6 +146,7 @@ class Engine:
             "music_release_coef": self.music_release_coef}
         # The argument tuple is built once: the callback does no per-call packing beyond the output array.
         self._args = tuple(self.block_values[name] for name, _, _ in K.BLOCK_ARGS)
+        kernels.check_block_args(self._args)  # the compiled kernels trust their arguments: checked once, here
 
     def seek(self, position: int, bpm: float | None = None) -> None:
         """Start producing at sample ``position`` (before any audio), e.g. to resume a session in a new process.
@@ -200,10 +204,13 @@ class Engine:
         ``blocksize``: run the kernel on consecutive blocks of this many frames, as a device with that block size
         would, in one compiled loop (see :func:`metronome._kernels.process_blocks`); default one block.
         """
-        if blocksize is None or blocksize >= out.shape[0]:
-            K.process_block(out, *self._args)
-        else:
-            K.process_blocks(out, int(blocksize), *self._args)
+        n = out.shape[0] if blocksize is None else int(blocksize)
+        if isinstance(out, np.ndarray) and out.dtype == np.float32 and not out.flags.c_contiguous and out.ndim == 2:
+            tmp = np.ascontiguousarray(out)  # the kernels write C-contiguous blocks (a strided view of a caller's)
+            kernels.process(tmp, n, self._args)
+            out[...] = tmp
+            return
+        kernels.process(out, n, self._args)
 
     # -- control (one writer: the thread that owns the session) ----------------------------------------------
     def request_cue(self, clip: int, not_before_sample: int, deadline_sample: int | None = None) -> bool:
@@ -258,6 +265,18 @@ class Engine:
         self.ev_idx[1] = w
         return out
 
+    def drain_counts(self) -> list[int]:
+        """``[beats, cues, cues_dropped]`` logged since the last drain, without building :class:`Event` objects (a
+        render that writes no events CSV: 1320 drains per 30 minutes)."""
+        w, r = int(self.ev_idx[0]), int(self.ev_idx[1])
+        counts = [0, 0, 0]
+        if w != r:
+            ev, n = self.events, self.events.shape[0]
+            for j in range(r, w):
+                counts[int(ev[j % n, 0])] += 1
+            self.ev_idx[1] = w
+        return counts
+
     @property
     def position(self) -> int:
         return int(self.st[K.ST_POS])
@@ -277,7 +296,7 @@ class Engine:
 
 
 #: Seconds a cold numba cache costs before the first sound or file (benchmarks/README.md, start-up: median of cold
-#: runs on the 2-core test VM), said on the first run so that the wait is not silent.
+#: runs on the 2-core test VM), said on the first run so that the wait is not silent (JIT backend only).
 COLD_COMPILE_S = {"render": 3, "play": 4}
 
 
@@ -288,41 +307,59 @@ def _say(line: str) -> None:
 
 
 def cache_is_warm(live: bool = True):
-    """True if numba's cache holds the kernels for this source, False if they will compile, None if unknown.
+    """True if the kernels load without compiling (the ahead-of-time module is built for these sources, or numba's
+    cache holds them), False if they will compile, None if unknown.
 
-    Cheap (reads one small index file per kernel, compiles nothing): used to say what a cold first run is doing.
+    Cheap (looks for one file, or reads one small index file per kernel; compiles nothing): used to say what a
+    cold first run is doing.
     """
-    if not K.CACHE:
+    from . import _aot
+
+    if kernels.mode() != "jit" and _aot.find() is not None:
+        return True
+    if kernels._R.backend == "aot":
+        return True
+    from . import _kernels as JK
+
+    if not JK.CACHE:
         return False
     try:
         from numba.core.caching import FunctionCache
 
-        funcs = [K.process_block, K.beat_times, K.map_phase_at_breakpoints, K._to_pcm16_flat]
-        caches = [f._cache for f in funcs] + ([FunctionCache(K._pa_callback)] if live else [])
+        funcs = [JK.process_block, JK.beat_times, JK.map_phase_at_breakpoints, JK._to_pcm16_flat]
+        caches = [f._cache for f in funcs] + ([FunctionCache(JK._pa_callback)] if live else [])
         return all(bool(c._cache_file._load_index()) for c in caches)  # numba internals: best effort
     except Exception:
         return None
 
 
 def warm_kernels(samplerate: int = 48000, channels: int = 2, for_play: bool = True, say=_say) -> float:
-    """Compile (or load from the numba cache) every kernel the command needs, for the exact run-time types.
+    """Load (or build, or JIT-compile) every kernel the command needs, for the exact run-time types.
 
     Returns the seconds it took.  Called before any stream opens, so the audio callback never compiles.
-    ``for_play=False`` (render) leaves out the PortAudio C callback.  On a cold cache (a first run, or an edit of
-    the kernels) ``say`` gets one line saying what the wait is; a cache that cannot be written gets a warning
-    (``say=None``: silent).  The helpers are then bound to one signature each first (see
+    ``for_play=False`` (render) leaves out the PortAudio C callback.  The backend (:mod:`metronome.kernels`) is
+    picked first: the ahead-of-time module, built on the first run (``say`` gets one line saying what the wait
+    is), or numba's JIT, whose cold cache gets the same line and a cache that cannot be written a warning
+    (``say=None``: silent).  Under the JIT the helpers are bound to one signature each first (see
     :func:`metronome._kernels.bind_helpers`), so nothing compiles twice.
     """
     t0 = time.perf_counter()
-    warm = cache_is_warm(for_play)
-    if say is not None:
-        if K.CACHE_CHOICE.warning:
-            say(f"warning: {K.CACHE_CHOICE.warning}")
+    r = kernels.resolve(say=say)
+    release = lambda: None  # noqa: E731
+    if r.backend == "jit":
+        JK = r.module
+        warm = cache_is_warm(for_play)
+        if say is not None:
+            if JK.CACHE_CHOICE.warning:
+                say(f"warning: {JK.CACHE_CHOICE.warning}")
+            if r.reason and r.reason != f"{kernels.MODE_ENV}=jit":
+                say(f"note: {r.reason}: the audio engine is compiled by numba instead (slower start)")
+            if warm is False:
+                est = COLD_COMPILE_S["play" if for_play else "render"]
+                when = "first run only" if JK.CACHE else "no cache: every run"
+                say(f"preparing the audio engine ({when}, ~{est} s)")
         if warm is False:
-            est = COLD_COMPILE_S["play" if for_play else "render"]
-            when = "first run only" if K.CACHE else "no cache: every run"
-            say(f"preparing the audio engine ({when}, ~{est} s)")
-    release = K.bind_helpers() if warm is False else (lambda: None)
+            release = JK.bind_helpers()
     try:
         tm = TempoMap([0.0, 1000.0], [120.0, 121.0], samplerate)
         tm.beat_times()
@@ -333,15 +370,14 @@ def warm_kernels(samplerate: int = 48000, channels: int = 2, for_play: bool = Tr
             eng.request_cue(0, 0)
             eng.process(buf)
         pcm = np.zeros((64, channels), dtype=np.int16)
-        K.to_pcm16(buf, pcm)  # the WAV/FLAC writer's PCM_16 conversion
+        kernels.to_pcm16(buf, pcm)  # the WAV/FLAC writer's PCM_16 conversion
         if for_play:
             # The C callback, called once exactly as PortAudio will call it (into a scratch buffer).
             import ctypes
 
             arrays = Engine(tm, EngineSettings(samplerate=samplerate, channels=channels)).callback_arrays()
-            cb = K.pa_callback()
             fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p,
-                                  ctypes.c_ulong, ctypes.c_void_p)(cb.address)
+                                  ctypes.c_ulong, ctypes.c_void_p)(kernels.pa_callback_address())
             buf = np.zeros((64, channels), dtype=np.float32)
             fn(None, buf.ctypes.data, 64, None, 0, arrays.table.ctypes.data)
     finally:
@@ -350,5 +386,7 @@ def warm_kernels(samplerate: int = 48000, channels: int = 2, for_play: bool = Tr
 
 
 def freeze_kernels() -> None:
-    """Forbid any further JIT compilation of the audio kernel (a new type signature would raise, not stall)."""
-    K.process_block.disable_compile()
+    """Forbid any further JIT compilation of the audio kernel (a new type signature would raise, not stall); the
+    ahead-of-time module never compiles."""
+    if kernels.resolve().backend == "jit":
+        kernels.resolve().module.process_block.disable_compile()

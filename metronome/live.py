@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ._kernels import CT_N, CT_READING_NS, CT_TARGET_BPM
+from ._layout import CT_N, CT_READING_NS, CT_TARGET_BPM
 from .engine import Engine, freeze_kernels, warm_kernels
 from .errors import InputError
 from .player import LivePlayer

@@ -7,7 +7,8 @@ import time
 
 import numpy as np
 
-from . import _kernels as K
+from . import _layout as K
+from . import kernels
 from .errors import AudioDeviceError
 from .engine import TIMING_RING, Engine
 
@@ -43,12 +44,12 @@ class LivePlayer:
         import sounddevice as sd
 
         s = self.engine.settings
-        callback = K.pa_callback()  # compiled at warm-up; loading is a dictionary hit here
+        callback = kernels.pa_callback_address()  # loaded or compiled at warm-up: a dictionary hit here
         try:
             # sounddevice's documented extension point for library authors: a C function pointer + userdata.
             self.stream = sd._StreamBase(kind="output", samplerate=s.samplerate, blocksize=self.blocksize,
                                          device=self.device, channels=s.channels, dtype="float32",
-                                         latency=self.latency, callback=callback.address,
+                                         latency=self.latency, callback=callback,
                                          userdata=sd._ffi.cast("void *", self.table.ctypes.data),
                                          wrap_callback=None)
             self.stream.start()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _kernels as K
+from . import kernels as K
 from . import outfiles
 from .errors import InputError
 from .parts import AtomicOutput, AudioParts, part_paths  # noqa: F401  (AtomicOutput: other writers use it here)
@@ -51,8 +51,9 @@ def output_format(path: str, subtype: str | None = None, samplerate: int | None 
 TAIL_S = 1.0
 RENDER_CHUNK = 65536  # frames per Python round trip of a render (the default --blocksize)
 RENDER_MIN_BLOCK = 64  # smallest kernel block of a render (see render())
-#: Formats whose encoder costs more than the kernel: written from a second thread (metronome.encoder_thread).
-THREADED_FORMATS = ("OGG", "FLAC", "MP3")
+#: Formats written from a second thread (metronome.encoder_thread): encoders cost more than the kernel, and even a
+#: WAV's write() calls (page-cache copies, ~0.02 s per 30 minutes) then overlap the kernel (issue 19).
+THREADED_FORMATS = ("OGG", "FLAC", "MP3", "WAV")
 
 
 def render_estimate(tempo_map: TempoMap, out_path: str, settings: EngineSettings = EngineSettings(), *,
@@ -162,7 +163,7 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
         buf = np.zeros((chunk, settings.channels), dtype=np.float32)
         # PCM_16: convert in the kernel layer and give libsndfile shorts (identical bytes, several times faster).
         pcm16 = sub == "PCM_16"
-        # Compressed output: the encoder runs on the second core while the kernel renders the next chunk, from
+        # The encoder (or the WAV writer) runs on the second core while the kernel renders the next chunk, from
         # its own rotating buffers; otherwise the chunk is written from ``buf`` (or ``pcm``) here.
         if fmt in THREADED_FORMATS:
             from .encoder_thread import EncoderThread
@@ -201,7 +202,10 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
             else:
                 audio.write(dst[:n])
             rows = []
-            for ev in engine.drain_events():
+            if writer is None and not keep_events:
+                b, c, d = engine.drain_counts()
+                beats, cues, dropped = beats + b, cues + c, dropped + d
+            for ev in (engine.drain_events() if writer is not None or keep_events else ()):
                 if ev.kind == "beat":
                     beats += 1
                 elif ev.kind == "cue":

@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from . import _kernels as K
+from . import kernels as K
 from .errors import InputError
 from .settings import TempoSettings
 from .levels import plateaus

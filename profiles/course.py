@@ -161,7 +161,9 @@ def _merge_grid(regular: np.ndarray, bounds: np.ndarray, tol: float = 1e-6) -> n
     """
     pos = np.clip(np.searchsorted(bounds, regular), 1, len(bounds) - 1)
     near = np.minimum(np.abs(regular - bounds[pos - 1]), np.abs(regular - bounds[pos])) <= tol
-    return np.union1d(regular[~near], bounds)
+    # np.union1d, without its import of numpy.ma (6 ms of a 0.35 s render, issue 19): sort, drop repeats.
+    merged = np.sort(np.concatenate([regular[~near], bounds]))
+    return merged[np.concatenate(([True], merged[1:] != merged[:-1]))] if merged.size else merged
 
 
 def _course(ctx, segs, title, source, base, pace_s, smoothing_m, start_elevation_m=0.0) -> Profile:

@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libportaudio2 jackd2 espeak-ng festival festvox-us-slt-hts flite libsndfile1 python3-venv gpsd gpsd-clients)
+APT_PACKAGES=(libportaudio2 jackd2 espeak-ng festival festvox-us-slt-hts flite libsndfile1 python3-venv gpsd gpsd-clients
+              gcc python3-dev)  # gcc + headers: the audio kernels are compiled ahead of time (metronome/_aot.py)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -28,6 +29,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test,ble,latency,music,musicsync]'
+# Compile the audio kernels ahead of time now (a few seconds, once per source change), as the README's install does.
+.venv/bin/python -m metronome._aot
 
 export JACK_NO_START_SERVER=1
 JACK_PID=""

@@ -1,7 +1,8 @@
 """The dependency direction, checked on the source (issue 13): no upward import, no import cycle, small modules.
 
     cli -> live/export -> session -> {render, player, devices, sensors, follower, history, latency} -> engine
-        -> {tempo, clips} -> {_kernels, cues, profiles} -> ground floor (errors, safeyaml, levels, limits)
+        -> {tempo, clips} -> {kernels (-> _aot | _kernels), cues, profiles}
+        -> ground floor (errors, safeyaml, levels, limits, _layout)
 
 Every import counts, including those inside function bodies (hiding an import in a function does not change
 which way the code depends).
@@ -23,7 +24,8 @@ LAYERS = (
     ("metronome.errors", 0), ("metronome.safeyaml", 0), ("metronome.levels", 0), ("metronome.limits", 0),
     ("metronome.settings", 0), ("metronome.checks", 0), ("metronome.atomic", 0), ("metronome._jitcache", 0),
     ("metronome.mix", 2), ("metronome.outfiles", 4), ("metronome.parts", 4), ("metronome.entry", 7),
-    ("metronome._kernels", 1), ("metronome._intrinsics", 0), ("cues", 1), ("cues.anchors", 1), ("profiles", 1),
+    ("metronome._kernels", 1), ("metronome._intrinsics", 0), ("metronome._layout", 0), ("metronome._aot", 1),
+    ("metronome.kernels", 1), ("cues", 1), ("cues.anchors", 1), ("profiles", 1),
     ("metronome.tempo", 2),
     ("metronome.engine", 3),
     ("metronome.render", 4), ("metronome.encoder_thread", 4), ("metronome.player", 4), ("metronome.devices", 4), ("metronome.sensors", 4),

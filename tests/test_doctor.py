@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from metronome.cli import doctor as D
 
-EXPECTED_NAMES = ["python packages", "render", "output formats", "numba cache", "festival", "flite", "espeak-ng",
+EXPECTED_NAMES = ["python packages", "render", "output formats", "compiled kernels", "numba cache", "festival", "flite", "espeak-ng",
                   "voice cache",
                   "portaudio", "audio outputs", "jack server", "pipewire server", "pulseaudio server"]
 
@@ -149,6 +149,7 @@ def test_missing_portaudio_is_a_warning_naming_libportaudio2(monkeypatch, tmp_pa
 
 
 def test_broken_engine_fails_render(monkeypatch, tmp_path):
+    monkeypatch.setenv("DOWNBEAT_KERNELS", "jit")  # the compiled-ahead kernels would not need numba at all
     _stub_module(tmp_path, "numba", "ImportError('No module named numba')", monkeypatch)
     code, report, by = run_json()
     assert code == 1
@@ -157,6 +158,7 @@ def test_broken_engine_fails_render(monkeypatch, tmp_path):
 
 
 def test_cold_numba_cache_compiles_once_then_loads(monkeypatch, tmp_path):
+    monkeypatch.setenv("DOWNBEAT_KERNELS", "jit")  # numba's cache is used only by the JIT
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
     _, _, first = run_json()
     assert first["numba cache"]["status"] == "ok"
@@ -164,6 +166,19 @@ def test_cold_numba_cache_compiles_once_then_loads(monkeypatch, tmp_path):
     assert any((tmp_path / "numba").rglob("_kernels.process_block*.nbi"))
     _, _, second = run_json()
     assert "loaded from the cache" in second["numba cache"]["detail"]
+
+
+def test_compiled_kernels_are_reported_and_their_absence_says_how_to_get_them():
+    _, _, by = run_json()  # this checkout: tests/run.sh compiled them
+    assert by["compiled kernels"]["status"] == "ok" and "_kernels_aot_" in by["compiled kernels"]["detail"]
+    assert by["numba cache"]["status"] == "ok" and "not needed" in by["numba cache"]["detail"]
+    probe = {"warm_s": 0.9, "cache_dir": None, "cache_index_written": True, "was_warm": True,
+             "aot": {"backend": "jit", "path": None, "reason": "no C compiler ('gcc' not found)", "built_s": None},
+             "render": {ext: {"ok": True, "beats": 6} for ext in (".wav", ".flac", ".ogg")}}
+    by = {c.name: c for c in D.check_engine(probe)}
+    assert by["compiled kernels"].status == "warn" and "no C compiler" in by["compiled kernels"].detail
+    assert "apt-get install gcc python3-dev" in by["compiled kernels"].fix
+    assert by["numba cache"].status == "ok"  # the JIT's cache is then what matters, and it is fine
 
 
 def test_uncacheable_kernels_warn_with_numba_cache_dir():

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from metronome import _kernels as K
-from metronome import engine as E, render as R
+from metronome import engine as E, kernels, render as R
 from metronome.mix import EngineSettings, click_bank
 from metronome.render import render
 from metronome.tempo import TempoMap
@@ -44,18 +43,18 @@ def test_a_tiny_block_size_costs_no_python_round_trip_per_block(tmp_path, monkey
     tm = _map()
     calls, kernel_blocks = [], []
     real_process = E.Engine.process
-    real_blocks = K.process_blocks
+    real_blocks = kernels.process
 
     def counting_process(self, out, blocksize=None):
         calls.append(out.shape[0])
         return real_process(self, out, blocksize)
 
-    def counting_blocks(out, blocksize, *args):
+    def counting_blocks(out, blocksize, args):
         kernel_blocks.append(blocksize)
-        return real_blocks(out, blocksize, *args)
+        return real_blocks(out, blocksize, args)
 
     monkeypatch.setattr(E.Engine, "process", counting_process)
-    monkeypatch.setattr(K, "process_blocks", counting_blocks)
+    monkeypatch.setattr(kernels, "process", counting_blocks)
     res = render(tm, str(tmp_path / "o.wav"), EngineSettings(), blocksize=1)
     assert len(calls) == -(-res.frames // R.RENDER_CHUNK), len(calls)
     assert set(kernel_blocks) == {R.RENDER_MIN_BLOCK}

@@ -39,6 +39,7 @@ print(json.dumps({"after_render": after_render, "callback_for_render": callback_
 
 def _env(**extra):
     env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "DOWNBEAT_NUMBA_CACHE_CHOSEN")}
+    env["DOWNBEAT_KERNELS"] = "jit"  # numba's cache is what these tests are about (tests/test_aot.py: the other path)
     env.update(extra)
     return env
 

@@ -210,7 +210,7 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
     from metronome.render import output_format, render as do_render, render_estimate
 
     output_format(out, subtype, samplerate)  # validate flags before any work
-    voice = voice_spec(voice)
+    voice = voice_spec(voice) if voice is not None or not no_cues else None  # clicks only: no speech stack
     checked_music = music_tracks(music, music_once, click_level, music_duck, music_sync)
     # Never write over what this session reads (--events course.yaml turned the course into a CSV).
     inputs = (outfiles.input_files(profile, voice_pack) + ([runner] if runner else [])

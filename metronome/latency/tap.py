@@ -136,7 +136,7 @@ def run_tap_session(device=None, bpm: float = 100.0, seconds: float = 30.0, samp
     import termios
     import tty
 
-    from .. import _kernels as K
+    from .. import _layout as K
     from ..devices import find_device
     from ..engine import Engine, freeze_kernels, warm_kernels
     from ..mix import EngineSettings

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _kernels as K
+from .. import _layout as K
 
 #: Figures kept (rings); the summary reports medians over what is kept.
 RING = 4096

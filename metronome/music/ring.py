@@ -8,7 +8,7 @@ neither side waits for the other and nothing is allocated while audio runs.
 
 from __future__ import annotations
 
-from .. import _kernels as K
+from .. import _layout as K
 
 
 class MusicRing:

@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from .. import _kernels as K
+from .. import _layout as K
 from ..errors import SensorError
 from ..tempo import TempoSettings
 from .core import FeedCore, FeedState

@@ -1,0 +1,181 @@
+"""The kernels as this process runs them: compiled ahead of time (:mod:`metronome._aot`) or by numba's JIT.
+
+Both are the functions of :mod:`metronome._kernels`, compiled by the same numba; the ahead-of-time module loads with
+numpy alone (no numba, no LLVM: issue 19's start-up and memory), the JIT is the fallback where that module cannot be
+built (no C compiler).  ``DOWNBEAT_KERNELS`` picks: ``auto`` (default: the compiled module, built on first use if
+missing, else the JIT), ``aot`` (the compiled module or an error) or ``jit``.
+
+The compiled module's wrappers trust their arguments (no type check: a wrong dtype or a strided array would be read
+as if it were right), so every array is checked here first: the engine's arrays once, when it is built
+(:func:`check_block_args`), the output block on every call (a few attribute reads per 65536 frames).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+from ._layout import BLOCK_ARGS, BLOCK_READ_ONLY
+from .errors import DownbeatError
+
+MODE_ENV = "DOWNBEAT_KERNELS"
+MODES = ("auto", "aot", "jit")
+
+
+class _Resolved:
+    backend: str | None = None  # "aot" | "jit"
+    module = None  # the compiled module (aot) or metronome._kernels (jit)
+    path: str | None = None  # the compiled module's file
+    reason: str = ""  # why the JIT runs (empty with aot)
+    built_s: float | None = None  # seconds this process spent building the module
+
+
+_R = _Resolved()
+
+
+def _say(line: str) -> None:
+    print(f"downbeat: {line}", file=sys.stderr, flush=True)
+
+
+def mode(environ=os.environ) -> str:
+    m = (environ.get(MODE_ENV) or "auto").strip().lower()
+    if m not in MODES:
+        raise DownbeatError(f"{MODE_ENV}: {m!r} is not one of {', '.join(MODES)}")
+    return m
+
+
+def resolve(say=_say):
+    """Pick the backend once per process (building the compiled module on first use); returns ``_R``.
+
+    ``say`` gets one line before a build (it takes seconds) and when the JIT is used because building failed.
+    """
+    if _R.backend is not None:
+        return _R
+    from . import _aot
+
+    m = mode()
+    if m != "jit":
+        path = _aot.find()
+        if path is None:
+            try:
+                import time
+
+                if say is not None:
+                    say(f"preparing the audio engine (first run only, ~{_aot.BUILD_S} s)")
+                t0 = time.perf_counter()
+                path = _aot.build()
+                _R.built_s = time.perf_counter() - t0
+            except _aot.AotUnavailable as exc:
+                if m == "aot":
+                    raise DownbeatError(f"{MODE_ENV}=aot: the kernels cannot be compiled ahead of time: {exc}") from None
+                _R.reason = str(exc)
+        if path is not None:
+            _R.module, _R.path, _R.backend = _aot.load(path), path, "aot"
+            return _R
+    else:
+        _R.reason = f"{MODE_ENV}=jit"
+    from . import _kernels
+
+    _R.module, _R.backend = _kernels, "jit"
+    return _R
+
+
+def backend() -> str:
+    return resolve().backend
+
+
+def status() -> dict:
+    """What ``doctor`` and ``--json`` report (resolves the backend)."""
+    r = resolve()
+    return {"backend": r.backend, "path": r.path, "reason": r.reason or None, "built_s": r.built_s}
+
+
+# -- argument checks (the compiled module's wrappers do none) ------------------------------------------------
+def _check(name: str, a, dtype, ndim: int, writable: bool) -> None:
+    if not isinstance(a, np.ndarray) or a.dtype != dtype or a.ndim != ndim or not a.flags.c_contiguous:
+        got = f"{a.dtype}[{a.ndim}-D]" if isinstance(a, np.ndarray) else type(a).__name__
+        raise ValueError(f"kernel argument {name!r}: {got} (C-contiguous: "
+                         f"{getattr(getattr(a, 'flags', None), 'c_contiguous', False)}), "
+                         f"expected C-contiguous {np.dtype(dtype)}[{ndim}-D]")
+    if writable and not a.flags.writeable:
+        raise ValueError(f"kernel argument {name!r} is read-only; the kernel writes it")
+
+
+def check_block_args(args) -> None:
+    """Check process_block's arguments after ``out`` against :data:`~metronome._layout.BLOCK_ARGS`."""
+    if len(args) != len(BLOCK_ARGS):
+        raise ValueError(f"kernel arguments: {len(args)} given, {len(BLOCK_ARGS)} declared")
+    for (name, dtype, ndim), a in zip(BLOCK_ARGS, args):
+        if dtype is None:
+            if not isinstance(a, float):
+                raise ValueError(f"kernel argument {name!r}: {type(a).__name__}, expected float")
+        else:
+            _check(name, a, dtype, ndim, name not in BLOCK_READ_ONLY)
+
+
+def check_out(out) -> None:
+    _check("out", out, np.float32, 2, True)
+
+
+# -- the kernels ---------------------------------------------------------------------------------------------
+def process(out: np.ndarray, blocksize: int, args) -> None:
+    """:func:`metronome._kernels.process_blocks` over ``out`` (C-contiguous float32 [frames, channels]) with
+    ``args`` already checked by :func:`check_block_args`."""
+    check_out(out)
+    m = resolve().module
+    if _R.backend == "aot":
+        m.process_blocks(out, int(blocksize), *args)
+    elif blocksize >= out.shape[0]:
+        m.process_block(out, *args)  # the overload the C callback reuses (one compile less on a cold cache)
+    else:
+        m.process_blocks(out, int(blocksize), *args)
+
+
+def map_phase_at_breakpoints(map_sample, map_bpm, samplerate: float, out) -> None:
+    for name, a in (("map_sample", map_sample), ("map_bpm", map_bpm)):
+        _check(name, a, np.float64, 1, False)
+    _check("out", out, np.float64, 1, True)
+    resolve().module.map_phase_at_breakpoints(map_sample, map_bpm, float(samplerate), out)
+
+
+def beat_times(map_sample, map_bpm, map_phase, samplerate: float, end_sample: float, out) -> int:
+    for name, a in (("map_sample", map_sample), ("map_bpm", map_bpm), ("map_phase", map_phase)):
+        _check(name, a, np.float64, 1, False)
+    _check("out", out, np.float64, 1, True)
+    return int(resolve().module.beat_times(map_sample, map_bpm, map_phase, float(samplerate), float(end_sample),
+                                           out))
+
+
+def to_pcm16(src, dst) -> None:
+    """float32 [frames, ch] -> int16 exactly as libsndfile (1.2) converts for PCM_16: ``floor(x * 32768)``, clipped
+    (see :func:`metronome._kernels.to_pcm16`).  Both arrays C-contiguous, the same shape."""
+    if not (isinstance(src, np.ndarray) and isinstance(dst, np.ndarray)) or src.shape != dst.shape:
+        raise ValueError("to_pcm16: src and dst must be arrays of the same shape")
+    s, d = src.reshape(-1), dst.reshape(-1)
+    _check("src", s, np.float32, 1, False)
+    _check("dst", d, np.int16, 1, True)
+    m = resolve().module
+    (m.to_pcm16_flat if _R.backend == "aot" else m._to_pcm16_flat)(s, d)
+
+
+_CALLBACK = {}
+
+
+def pa_callback_address() -> int:
+    """Address of the PortAudio C callback (``int cb(const void*, void*, unsigned long, const
+    PaStreamCallbackTimeInfo*, PaStreamCallbackFlags, void*)``), compiled or loaded before any stream opens."""
+    r = resolve()
+    if "address" not in _CALLBACK:
+        if r.backend == "aot":
+            import ctypes
+
+            from ._aot import CALLBACK_SYMBOL
+
+            lib = ctypes.CDLL(r.path)  # already loaded as the module: dlopen returns the same handle
+            _CALLBACK["lib"] = lib
+            _CALLBACK["address"] = ctypes.cast(getattr(lib, CALLBACK_SYMBOL), ctypes.c_void_p).value
+        else:
+            _CALLBACK["address"] = r.module.pa_callback().address
+    return _CALLBACK["address"]
