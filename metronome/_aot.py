@@ -25,7 +25,6 @@ give the same bits: ``tests/test_aot.py`` compares the compiled-ahead and just-i
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from importlib.machinery import EXTENSION_SUFFIXES
@@ -38,7 +37,7 @@ from ._layout import BLOCK_ARGS, BLOCK_READ_ONLY
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: The files whose code the compiled module holds.
-SOURCES = ("_kernels.py", "_layout.py", "_intrinsics.py")
+SOURCES = ("_kernels.py", "_layout.py", "_intrinsics.py", "_aot.py")  # _aot: the exports and how they are built
 CALLBACK_SYMBOL = "downbeat_pa_callback"
 #: Seconds a build takes on the 2-core test VM (median of 3; said on the first run so the wait is not silent).
 BUILD_S = 7
@@ -78,7 +77,14 @@ def cpu_identity() -> bytes | None:
 def source_hash(sources=SOURCES, folder: str = HERE) -> str:
     """Hash of the kernel sources, numba's and numpy's versions and the CPU (16 hex digits): the module's name
     carries it."""
-    h = hashlib.sha256()
+    try:  # the builtin SHA-256 (hashlib would load OpenSSL first: 3 ms of every start)
+        from _sha2 import sha256
+    except ImportError:
+        try:
+            from _sha256 import sha256
+        except ImportError:
+            from hashlib import sha256
+    h = sha256()
     h.update(b"cpu " + (cpu_identity() or b"generic") + b"\0")
     for name in sources:
         with open(os.path.join(folder, name), "rb") as f:
@@ -147,6 +153,8 @@ def signatures():
     f8, ro1, rw1 = T.float64, arr(np.float64, 1, True), arr(np.float64, 1, False)
     return {
         "process_blocks": (K.process_blocks, T.void(arr(np.float32, 2, False), T.int64, *block)),
+        "process_blocks_pcm16": (K.process_blocks_pcm16, T.void(arr(np.int16, 2, False), T.int64,
+                                                                arr(np.float32, 2, False), *block)),
         "beat_times": (K.beat_times, T.int64(ro1, ro1, ro1, f8, f8, rw1)),
         "map_phase_at_breakpoints": (K.map_phase_at_breakpoints, T.void(ro1, ro1, f8, rw1)),
         "to_pcm16_flat": (K._to_pcm16_flat, T.void(arr(np.float32, 1, True), arr(np.int16, 1, False))),

@@ -147,6 +147,7 @@ class Engine:
         # The argument tuple is built once: the callback does no per-call packing beyond the output array.
         self._args = tuple(self.block_values[name] for name, _, _ in K.BLOCK_ARGS)
         kernels.check_block_args(self._args)  # the compiled kernels trust their arguments: checked once, here
+        self._scratch = None  # float block of process_pcm16 (offline only), made on first use
 
     def seek(self, position: int, bpm: float | None = None) -> None:
         """Start producing at sample ``position`` (before any audio), e.g. to resume a session in a new process.
@@ -211,6 +212,15 @@ class Engine:
             out[...] = tmp
             return
         kernels.process(out, n, self._args)
+
+    def process_pcm16(self, out: np.ndarray, blocksize: int) -> None:
+        """Fill ``out`` (int16 [frames, channels], C order) with what :meth:`process` then
+        :func:`metronome.kernels.to_pcm16` would give, block by block through a cache-sized float scratch
+        (offline renders to PCM_16; :func:`metronome._kernels.process_blocks_pcm16`)."""
+        n = min(int(blocksize), out.shape[0])
+        if self._scratch is None or self._scratch.shape[0] < n:
+            self._scratch = np.zeros((max(n, 1), self.settings.channels), dtype=np.float32)
+        kernels.process_pcm16(out, int(blocksize), self._scratch, self._args)
 
     # -- control (one writer: the thread that owns the session) ----------------------------------------------
     def request_cue(self, clip: int, not_before_sample: int, deadline_sample: int | None = None) -> bool:

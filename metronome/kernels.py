@@ -133,6 +133,16 @@ def process(out: np.ndarray, blocksize: int, args) -> None:
         m.process_blocks(out, int(blocksize), *args)
 
 
+def process_pcm16(out: np.ndarray, blocksize: int, scratch: np.ndarray, args) -> None:
+    """:func:`metronome._kernels.process_blocks_pcm16`: ``out`` int16 [frames, channels] (C order), ``scratch``
+    float32 [>= blocksize, channels]; ``args`` checked by :func:`check_block_args`."""
+    _check("out", out, np.int16, 2, True)
+    _check("scratch", scratch, np.float32, 2, True)
+    if scratch.shape[0] < min(int(blocksize), out.shape[0]) or scratch.shape[1] != out.shape[1]:
+        raise ValueError(f"kernel argument 'scratch': {scratch.shape} holds no block of {blocksize} x {out.shape[1]}")
+    resolve().module.process_blocks_pcm16(out, int(blocksize), scratch, *args)
+
+
 def map_phase_at_breakpoints(map_sample, map_bpm, samplerate: float, out) -> None:
     for name, a in (("map_sample", map_sample), ("map_bpm", map_bpm)):
         _check(name, a, np.float64, 1, False)

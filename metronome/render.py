@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import kernels as K
 from . import outfiles
 from .errors import InputError
 from .parts import AtomicOutput, AudioParts, part_paths  # noqa: F401  (AtomicOutput: other writers use it here)
@@ -160,7 +159,6 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
     # Engine.process), so smaller values run as RENDER_MIN_BLOCK (benchmarks/README.md, section 7).
     ef = enc = None
     try:
-        buf = np.zeros((chunk, settings.channels), dtype=np.float32)
         # PCM_16: convert in the kernel layer and give libsndfile shorts (identical bytes, several times faster).
         pcm16 = sub == "PCM_16"
         # The encoder (or the WAV writer) runs on the second core while the kernel renders the next chunk, from
@@ -169,6 +167,7 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
             from .encoder_thread import EncoderThread
 
             enc = EncoderThread(audio, (chunk, settings.channels), np.int16 if pcm16 else np.float32)
+        buf = np.zeros((chunk, settings.channels), dtype=np.float32) if not pcm16 and enc is None else None
         pcm = np.zeros((chunk, settings.channels), dtype=np.int16) if pcm16 and enc is None else None
         writer = None
         if events_path:
@@ -193,10 +192,10 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
             if ring is not None:
                 ring.fill(until_written=done + n)  # exactly the frames this chunk reads (read == done here)
             si, dst = enc.slot() if enc is not None else (None, pcm if pcm16 else buf)
-            view = buf[:n] if pcm16 else dst[:n]  # the kernel renders float32 frames
-            engine.process(view, kernel_block)
-            if pcm16:
-                K.to_pcm16(view, dst[:n])
+            if pcm16:  # kernel and conversion block by block (the float block stays in the cache)
+                engine.process_pcm16(dst[:n], kernel_block)
+            else:
+                engine.process(dst[:n], kernel_block)
             if enc is not None:
                 enc.submit(si, n)
             else:

@@ -42,19 +42,19 @@ def test_a_tiny_block_size_costs_no_python_round_trip_per_block(tmp_path, monkey
     (the same bits: tests/test_kernels.py runs the kernel in 1-frame blocks through Engine.process)."""
     tm = _map()
     calls, kernel_blocks = [], []
-    real_process = E.Engine.process
-    real_blocks = kernels.process
+    real_process = E.Engine.process_pcm16  # a WAV is PCM_16: kernel and conversion in one call per chunk
+    real_blocks = kernels.process_pcm16
 
-    def counting_process(self, out, blocksize=None):
+    def counting_process(self, out, blocksize):
         calls.append(out.shape[0])
         return real_process(self, out, blocksize)
 
-    def counting_blocks(out, blocksize, args):
+    def counting_blocks(out, blocksize, scratch, args):
         kernel_blocks.append(blocksize)
-        return real_blocks(out, blocksize, args)
+        return real_blocks(out, blocksize, scratch, args)
 
-    monkeypatch.setattr(E.Engine, "process", counting_process)
-    monkeypatch.setattr(kernels, "process", counting_blocks)
+    monkeypatch.setattr(E.Engine, "process_pcm16", counting_process)
+    monkeypatch.setattr(kernels, "process_pcm16", counting_blocks)
     res = render(tm, str(tmp_path / "o.wav"), EngineSettings(), blocksize=1)
     assert len(calls) == -(-res.frames // R.RENDER_CHUNK), len(calls)
     assert set(kernel_blocks) == {R.RENDER_MIN_BLOCK}

@@ -263,6 +263,7 @@ def render(profile, out, events, blocksize, channels, subtype, quiet, as_json, b
         click.echo(f"wrote {shown}: {summary['duration_s'] / 60:.1f} min, {res.beats} steps at "
                    f"{summary['bpm_min']:.0f}-{summary['bpm_max']:.0f} spm, {res.cues} cues, "
                    f"peak {summary['peak_dbfs']} dBFS ({res.seconds:.1f} s)")
+    FINISHED_RENDER.append(out)  # the console script may skip the interpreter's teardown (metronome.entry)
 
 
 @cli.command()
@@ -293,6 +294,10 @@ class Terminated(KeyboardInterrupt):
 
 def _terminate(signum, frame):
     raise Terminated()
+
+
+#: Outputs of renders this process finished (every file committed): read by :mod:`metronome.entry`.
+FINISHED_RENDER: list = []
 
 
 def _exit_interrupted(code: int) -> None:
