@@ -15,7 +15,8 @@ Maps (``--maps``, default all three), Downbeat from a course, klick from a tempo
 
 Downbeat: ``downbeat render C.yaml -o out.wav --channels 1 --no-cues --quiet --base-cadence 170 --flat-pace 5:00``
 (mono, 48 kHz, PCM_16, no cues: what klick writes), and to OGG Vorbis (``-o out.ogg``).  The runs alternate (klick,
-wav, ogg, klick, ...) after one warm-up each; each child's wall time and peak RSS (``wait4``) are recorded.  The
+wav, ogg, klick, ...) after one warm-up each, with ``sync`` before each run; each child's wall time and peak RSS
+(GNU ``time``) are recorded.  The
 two tools' files differ a little in length (a course's time comes from the pace model), so the ratio is of wall
 seconds per audio second (each file's length read back): ``wall_vs_klick`` < 1 means Downbeat is faster.
 """
@@ -36,7 +37,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def timed(argv: list, env=None) -> tuple:
-    """(wall seconds, peak RSS MiB) of one child process."""
+    """(wall seconds, peak RSS MiB) of one child process.
+
+    ``os.sync()`` first, outside the timed window: a run must not inherit the previous run's writeback (690 MB
+    for 120 minutes of WAV), which made either tool 1.5-2x slower at random.  Peak RSS from GNU time's ``%M``
+    (``wait4`` of a child forked from this Python would count the parent's pages too: 30 MiB for klick)."""
+    os.sync()
+    gnu_time = shutil.which("time") if os.path.exists("/usr/bin/time") else None
+    if gnu_time:
+        argv = ["/usr/bin/time", "-f", "%M", *argv]
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _pid, status, usage = os.wait4(proc.pid, 0)
@@ -45,6 +54,8 @@ def timed(argv: list, env=None) -> tuple:
     proc.stderr.close()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{argv[0]} failed: {err}")
+    if gnu_time:
+        return wall, int(err.strip().splitlines()[-1]) / 1024.0
     return wall, usage.ru_maxrss / 1024.0
 
 

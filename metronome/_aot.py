@@ -39,8 +39,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 #: The files whose code the compiled module holds.
 SOURCES = ("_kernels.py", "_layout.py", "_intrinsics.py", "_aot.py")  # _aot: the exports and how they are built
 CALLBACK_SYMBOL = "downbeat_pa_callback"
-#: Seconds a build takes on the 2-core test VM (median of 3; said on the first run so the wait is not silent).
-BUILD_S = 7
+#: Seconds a build takes on the 2-core test VM (8.4-8.8 s from a fresh install, benchmarks/README.md section 5; said
+#: on the first run so the wait is not silent).
+BUILD_S = 9
 
 
 class AotUnavailable(Exception):
