@@ -124,6 +124,8 @@ def process(out: np.ndarray, blocksize: int, args) -> None:
     """:func:`metronome._kernels.process_blocks` over ``out`` (C-contiguous float32 [frames, channels]) with
     ``args`` already checked by :func:`check_block_args`."""
     check_out(out)
+    if blocksize < 1:
+        raise ValueError(f"kernel argument 'blocksize': {blocksize!r} is not a positive number of frames")
     m = resolve().module
     if _R.backend == "aot":
         m.process_blocks(out, int(blocksize), *args)
@@ -138,6 +140,8 @@ def process_pcm16(out: np.ndarray, blocksize: int, scratch: np.ndarray, args) ->
     float32 [>= blocksize, channels]; ``args`` checked by :func:`check_block_args`."""
     _check("out", out, np.int16, 2, True)
     _check("scratch", scratch, np.float32, 2, True)
+    if blocksize < 1:
+        raise ValueError(f"kernel argument 'blocksize': {blocksize!r} is not a positive number of frames")
     if scratch.shape[0] < min(int(blocksize), out.shape[0]) or scratch.shape[1] != out.shape[1]:
         raise ValueError(f"kernel argument 'scratch': {scratch.shape} holds no block of {blocksize} x {out.shape[1]}")
     resolve().module.process_blocks_pcm16(out, int(blocksize), scratch, *args)

@@ -182,6 +182,10 @@ def test_arguments_are_checked_before_the_compiled_module_sees_them(aot):
     eng = _engine()
     with pytest.raises(ValueError, match="'out'.*float32"):
         kernels.process(np.zeros((64, 2)), 64, eng._args)
+    with pytest.raises(ValueError, match="'blocksize': 0"):  # the compiled loop would never end
+        kernels.process(np.zeros((64, 2), dtype=np.float32), 0, eng._args)
+    with pytest.raises(ValueError, match="'scratch'"):
+        kernels.process_pcm16(np.zeros((64, 2), dtype=np.int16), 64, np.zeros((32, 2), dtype=np.float32), eng._args)
     bad = list(eng._args)
     bad[[n for n, _, _ in L.BLOCK_ARGS].index("voices")] = eng.voices.astype(np.int32)
     with pytest.raises(ValueError, match="'voices'"):
