@@ -127,6 +127,29 @@ def load(path: str):
     return mod
 
 
+#: A build folder younger than this means another process is building (a crashed build is ignored after it).
+BUILD_STALE_S = 600
+
+
+def build_in_progress() -> bool:
+    """True if another process is building the module now (its ``.aot-build-*`` folder is recent)."""
+    import time
+
+    for folder in folders():
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            if name.startswith(".aot-build-"):
+                try:
+                    if time.time() - os.stat(os.path.join(folder, name)).st_mtime < BUILD_STALE_S:
+                        return True
+                except OSError:
+                    pass
+    return False
+
+
 def toolchain_problem() -> str | None:
     """None if a C compiler and Python's headers are here, else what is missing (for the fallback's reason)."""
     import shutil

@@ -362,7 +362,7 @@ def warm_kernels(samplerate: int = 48000, channels: int = 2, for_play: bool = Tr
         if say is not None:
             if JK.CACHE_CHOICE.warning:
                 say(f"warning: {JK.CACHE_CHOICE.warning}")
-            if r.reason and r.reason != f"{kernels.MODE_ENV}=jit":
+            if r.reason and not r.build_later and r.reason != f"{kernels.MODE_ENV}=jit":
                 say(f"note: {r.reason}: the audio engine is compiled by numba instead (slower start)")
             if warm is False:
                 est = COLD_COMPILE_S["play" if for_play else "render"]

@@ -36,6 +36,7 @@ def main(argv=None):
     try:
         cli_main(argv)
     except SystemExit as exc:
+        _build_kernels_later()
         if exc.code in (0, None) and _may_skip_teardown():
             # A finished render: every file is committed and flushed, no other thread runs.  Tearing down the
             # interpreter (numpy, cffi, soundfile, click modules) would add ~25 ms to a 0.35 s render of 30
@@ -44,6 +45,17 @@ def main(argv=None):
             sys.stderr.flush()
             os._exit(0)
         raise
+
+
+def _build_kernels_later() -> None:
+    """A command that ran the kernels through numba's JIT because the compiled module was missing starts its build
+    in the background now that it is done (metronome.kernels.build_in_background)."""
+    kernels = sys.modules.get("metronome.kernels")
+    if kernels is not None:
+        try:
+            kernels.build_in_background()
+        except Exception:  # a faster next start is not worth failing this one over
+            pass
 
 
 def _may_skip_teardown() -> bool:

@@ -2,8 +2,9 @@
 
 Both are the functions of :mod:`metronome._kernels`, compiled by the same numba; the ahead-of-time module loads with
 numpy alone (no numba, no LLVM: issue 19's start-up and memory), the JIT is the fallback where that module cannot be
-built (no C compiler).  ``DOWNBEAT_KERNELS`` picks: ``auto`` (default: the compiled module, built on first use if
-missing, else the JIT), ``aot`` (the compiled module or an error) or ``jit``.
+built (no C compiler).  ``DOWNBEAT_KERNELS`` picks: ``auto`` (default: the compiled module; while it is missing,
+the JIT, and the console script builds the module in the background once the command is done: see
+:func:`build_in_background`), ``aot`` (the compiled module, built now if missing, or an error) or ``jit``.
 
 The compiled module's wrappers trust their arguments (no type check: a wrong dtype or a strided array would be read
 as if it were right), so every array is checked here first: the engine's arrays once, when it is built
@@ -30,6 +31,7 @@ class _Resolved:
     path: str | None = None  # the compiled module's file
     reason: str = ""  # why the JIT runs (empty with aot)
     built_s: float | None = None  # seconds this process spent building the module
+    build_later: bool = False  # auto mode, no module yet but one can be built: build_in_background() does it
 
 
 _R = _Resolved()
@@ -47,9 +49,11 @@ def mode(environ=os.environ) -> str:
 
 
 def resolve(say=_say):
-    """Pick the backend once per process (building the compiled module on first use); returns ``_R``.
+    """Pick the backend once per process; returns ``_R``.
 
-    ``say`` gets one line before a build (it takes seconds) and when the JIT is used because building failed.
+    Without a compiled module, ``auto`` runs the JIT now (a first run: ~3.5 s of compiling, where building the
+    module would take ~9 s, benchmarks/README.md section 5) and leaves the build to :func:`build_in_background`;
+    ``aot`` builds it now (``say`` gets one line first: it takes seconds).
     """
     if _R.backend is not None:
         return _R
@@ -58,7 +62,13 @@ def resolve(say=_say):
     m = mode()
     if m != "jit":
         path = _aot.find()
-        if path is None:
+        if path is None and m == "auto":
+            problem = _aot.toolchain_problem()
+            if problem is None and not _aot.build_in_progress():
+                _R.build_later = True
+                problem = "not compiled ahead of time yet (it is built in the background after this run)"
+            _R.reason = problem or "another process is compiling the kernels ahead of time"
+        elif path is None:
             try:
                 import time
 
@@ -80,6 +90,34 @@ def resolve(say=_say):
 
     _R.module, _R.backend = _kernels, "jit"
     return _R
+
+
+def build_in_background(say=_say) -> bool:
+    """Start ``python -m metronome._aot`` as a detached, low-priority process if this process ran the JIT only
+    because the module was not built yet (as ``git gc --auto`` packs a repository after a command).  Called by the
+    console script when a command is done, so it never competes with a session's audio.  Returns True if started.
+    """
+    if not _R.build_later:
+        return False
+    _R.build_later = False
+    from . import _aot
+
+    if _aot.find() is not None or _aot.build_in_progress():
+        return False
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder holding this package
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+    env.pop(MODE_ENV, None)
+    try:
+        subprocess.Popen([sys.executable, "-m", "metronome._aot"], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=root,
+                         start_new_session=True, preexec_fn=lambda: os.nice(10))
+    except OSError:
+        return False
+    if say is not None:
+        say("compiling the audio engine ahead of time in the background (once): later starts take ~0.2 s")
+    return True
 
 
 def backend() -> str:

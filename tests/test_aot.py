@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -215,8 +216,9 @@ def test_without_a_compiler_the_jit_runs_and_says_why(monkeypatch):
     monkeypatch.setattr(_aot, "toolchain_problem", lambda: "no C compiler ('gcc' not found)")
     said = []
     r = kernels.resolve(say=said.append)
-    assert r.backend == "jit" and r.module is JK and "no C compiler" in r.reason
-    assert said == [f"preparing the audio engine (first run only, ~{_aot.BUILD_S} s)"]
+    assert r.backend == "jit" and r.module is JK and "no C compiler" in r.reason and not r.build_later
+    assert said == []  # nothing to wait for: numba's own first-run notice comes from warm_kernels
+    assert kernels.build_in_background(say=said.append) is False and said == []
     # ... and the kernels still work through it
     out = np.zeros((SR, 2), dtype=np.float32)
     _engine().process(out)
@@ -228,6 +230,31 @@ def test_without_a_compiler_the_jit_runs_and_says_why(monkeypatch):
     monkeypatch.setenv(kernels.MODE_ENV, "fast")
     with pytest.raises(DownbeatError, match="DOWNBEAT_KERNELS: 'fast' is not one of auto, aot, jit"):
         kernels.mode()
+
+
+def test_a_missing_module_runs_the_jit_now_and_is_built_in_the_background_once(monkeypatch, tmp_path):
+    monkeypatch.setattr(kernels, "_R", kernels._Resolved())
+    monkeypatch.setattr(_aot, "folders", lambda: [str(tmp_path)])  # no module there
+    r = kernels.resolve(say=None)
+    assert r.backend == "jit" and r.build_later and "built in the background" in r.reason
+    started, said = [], []
+
+    class FakePopen:
+        def __init__(self, argv, **kw):
+            started.append((argv, kw))
+
+    monkeypatch.setattr(subprocess, "Popen", FakePopen)
+    assert kernels.build_in_background(say=said.append) is True
+    (argv, kw), = started
+    assert argv == [sys.executable, "-m", "metronome._aot"] and kw["start_new_session"] is True
+    assert kw["env"]["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)  # the same package, wherever it lives
+    assert said == ["compiling the audio engine ahead of time in the background (once): later starts take ~0.2 s"]
+    assert kernels.build_in_background(say=said.append) is False and len(started) == 1  # once per process
+    # A build already under way (its folder is fresh) is not started twice, by this process or the next one.
+    monkeypatch.setattr(kernels, "_R", kernels._Resolved())
+    (tmp_path / ".aot-build-x").mkdir()
+    r = kernels.resolve(say=None)
+    assert r.backend == "jit" and not r.build_later and "another process" in r.reason
 
 
 def test_build_goes_to_the_first_writable_folder_and_loads(tmp_path, monkeypatch):
@@ -288,3 +315,30 @@ def test_render_and_play_warm_up_never_import_numba_and_the_jit_renders_the_same
     r, mods = _child("play-warm")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["backend"] == "aot" and mods == {"numba": False, "llvmlite": False}
+
+
+def test_a_first_run_without_the_install_step_plays_through_the_jit_then_starts_compiled(tmp_path):
+    """A plain ``pip install`` (no ``python -m metronome._aot``): the first command runs the JIT (a first run of
+    ~3.5 s, not ~9 s of building), builds the module in the background once it is done; the next loads it."""
+    root = tmp_path / "install"
+    for pkg in ("metronome", "cues", "profiles"):
+        shutil.copytree(ROOT / pkg, root / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    course = tmp_path / "c.yaml"
+    course.write_text("segments: [{distance_m: 200, grade_pct: 0}, {distance_m: 200, grade_pct: -12}]\n")
+    env = {"PYTHONPATH": str(root), "NUMBA_CACHE_DIR": str(tmp_path / "numba"), kernels.MODE_ENV: "auto"}
+    r, mods = _child("render", str(course), "-o", str(tmp_path / "first.wav"), "--quiet", env_extra=env,
+                     cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert mods["numba"] is True and "ahead of time in the background" in r.stderr, r.stderr
+    pycache = root / "metronome" / "__pycache__"
+    deadline = time.monotonic() + 300
+    while not list(pycache.glob("_kernels_aot_*")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert list(pycache.glob("_kernels_aot_*")), "the background build wrote no module"
+    while list(pycache.glob(".aot-build-*")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # its temporary folder goes once the module is in place
+    r, mods = _child("render", str(course), "-o", str(tmp_path / "second.wav"), "--quiet", env_extra=env,
+                     cwd=tmp_path)
+    assert r.returncode == 0 and "background" not in r.stderr, r.stderr
+    assert mods == {"numba": False, "llvmlite": False}
+    assert (tmp_path / "first.wav").read_bytes() == (tmp_path / "second.wav").read_bytes()

@@ -306,6 +306,12 @@ def _exit_interrupted(code: int) -> None:
     SIGINT during interpreter shutdown (seen as exit -2 under load)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    kernels = sys.modules.get("metronome.kernels")
+    try:
+        if kernels is not None:
+            kernels.build_in_background()  # a play stopped with Ctrl-C is a finished session too
+    except Exception:
+        pass
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
