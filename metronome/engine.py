@@ -214,9 +214,9 @@ class Engine:
         kernels.process(out, n, self._args)
 
     def process_pcm16(self, out: np.ndarray, blocksize: int) -> None:
-        """Fill ``out`` (int16 [frames, channels], C order) with what :meth:`process` then
-        :func:`metronome.kernels.to_pcm16` would give, block by block through a cache-sized float scratch
-        (offline renders to PCM_16; :func:`metronome._kernels.process_blocks_pcm16`)."""
+        """Fill ``out`` (int16 [frames, channels], C order) with what :meth:`process` then libsndfile's PCM_16
+        conversion (:func:`metronome._kernels.to_pcm16`) would give, block by block through a cache-sized float
+        scratch (offline renders to PCM_16; :func:`metronome._kernels.process_blocks_pcm16`)."""
         n = min(int(blocksize), out.shape[0])
         if self._scratch is None or self._scratch.shape[0] < n:
             self._scratch = np.zeros((max(n, 1), self.settings.channels), dtype=np.float32)
@@ -336,7 +336,7 @@ def cache_is_warm(live: bool = True):
     try:
         from numba.core.caching import FunctionCache
 
-        funcs = [JK.process_block, JK.beat_times, JK.map_phase_at_breakpoints, JK._to_pcm16_flat]
+        funcs = [JK.process_block, JK.beat_times, JK.map_phase_at_breakpoints, JK.process_blocks_pcm16]
         caches = [f._cache for f in funcs] + ([FunctionCache(JK._pa_callback)] if live else [])
         return all(bool(c._cache_file._load_index()) for c in caches)  # numba internals: best effort
     except Exception:
@@ -379,8 +379,7 @@ def warm_kernels(samplerate: int = 48000, channels: int = 2, for_play: bool = Tr
             buf = np.zeros((64, channels), dtype=np.float32)
             eng.request_cue(0, 0)
             eng.process(buf)
-        pcm = np.zeros((64, channels), dtype=np.int16)
-        kernels.to_pcm16(buf, pcm)  # the WAV/FLAC writer's PCM_16 conversion
+        eng.process_pcm16(np.zeros((64, channels), dtype=np.int16), 64)  # what a WAV/FLAC render runs
         if for_play:
             # The C callback, called once exactly as PortAudio will call it (into a scratch buffer).
             import ctypes

@@ -200,18 +200,6 @@ def beat_times(map_sample, map_bpm, map_phase, samplerate: float, end_sample: fl
                                            out))
 
 
-def to_pcm16(src, dst) -> None:
-    """float32 [frames, ch] -> int16 exactly as libsndfile (1.2) converts for PCM_16: ``floor(x * 32768)``, clipped
-    (see :func:`metronome._kernels.to_pcm16`).  Both arrays C-contiguous, the same shape."""
-    if not (isinstance(src, np.ndarray) and isinstance(dst, np.ndarray)) or src.shape != dst.shape:
-        raise ValueError("to_pcm16: src and dst must be arrays of the same shape")
-    s, d = src.reshape(-1), dst.reshape(-1)
-    _check("src", s, np.float32, 1, False)
-    _check("dst", d, np.int16, 1, True)
-    m = resolve().module
-    (m.to_pcm16_flat if _R.backend == "aot" else m._to_pcm16_flat)(s, d)
-
-
 _CALLBACK = {}
 
 
