@@ -31,7 +31,7 @@ from importlib.machinery import EXTENSION_SUFFIXES
 
 import numpy as np
 
-from ._jitcache import CHOICE as CACHE_CHOICE
+from ._jitcache import CHOICE as CACHE_CHOICE, writable_dir
 from .atomic import replace_or_remove
 from ._layout import BLOCK_ARGS, BLOCK_READ_ONLY
 
@@ -260,16 +260,7 @@ def build(folder: str | None = None) -> str:
     if problem:
         raise AotUnavailable(problem)
     candidates = [folder] if folder else folders()
-    target = None
-    for f in candidates:
-        try:
-            os.makedirs(f, exist_ok=True)
-            with tempfile.TemporaryFile(dir=f):
-                pass
-            target = f
-            break
-        except OSError:
-            continue
+    target = next((f for f in candidates if writable_dir(f) is None), None)
     if target is None:
         raise AotUnavailable(f"no writable folder for the compiled kernels ({', '.join(candidates)})")
     name = module_name()

@@ -36,7 +36,7 @@ def main(argv=None):
     try:
         cli_main(argv)
     except SystemExit as exc:
-        _build_kernels_later()
+        build_kernels_later()
         if exc.code in (0, None) and _may_skip_teardown():
             # A finished render: every file is committed and flushed, no other thread runs.  Tearing down the
             # interpreter (numpy, cffi, soundfile, click modules) would add ~25 ms to a 0.35 s render of 30
@@ -47,9 +47,10 @@ def main(argv=None):
         raise
 
 
-def _build_kernels_later() -> None:
+def build_kernels_later() -> None:
     """A command that ran the kernels through numba's JIT because the compiled module was missing starts its build
-    in the background now that it is done (metronome.kernels.build_in_background)."""
+    in the background now that it is done (metronome.kernels.build_in_background; also after Ctrl-C, from
+    metronome.cli.app).  Never imports the kernels: a process that did not load them has nothing to build."""
     kernels = sys.modules.get("metronome.kernels")
     if kernels is not None:
         try:

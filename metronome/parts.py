@@ -281,7 +281,7 @@ class AudioParts:
             wb.stop()  # before the descriptor is closed
         if f is not None:
             try:
-                f.close()
+                close_without_fsync(f)  # the temporary is removed next: forcing it to the disk would be wasted
             except Exception:
                 pass
         for o in self.outs:

@@ -201,10 +201,13 @@ def render(tempo_map: TempoMap, out_path: str, settings: EngineSettings = Engine
             else:
                 audio.write(dst[:n])
             rows = []
-            if writer is None and not keep_events:
+            if writer is None and not keep_events:  # counts only: no Event objects
                 b, c, d = engine.drain_counts()
                 beats, cues, dropped = beats + b, cues + c, dropped + d
-            for ev in (engine.drain_events() if writer is not None or keep_events else ()):
+                evs = ()
+            else:
+                evs = engine.drain_events()
+            for ev in evs:
                 if ev.kind == "beat":
                     beats += 1
                 elif ev.kind == "cue":

@@ -306,12 +306,9 @@ def _exit_interrupted(code: int) -> None:
     SIGINT during interpreter shutdown (seen as exit -2 under load)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    kernels = sys.modules.get("metronome.kernels")
-    try:
-        if kernels is not None:
-            kernels.build_in_background()  # a play stopped with Ctrl-C is a finished session too
-    except Exception:
-        pass
+    from metronome.entry import build_kernels_later
+
+    build_kernels_later()  # a play stopped with Ctrl-C is a finished session too
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
