@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 from ._layout import BLOCK_ARGS, BLOCK_READ_ONLY
-from .errors import DownbeatError
+from .errors import DownbeatError, InputError
 
 MODE_ENV = "DOWNBEAT_KERNELS"
 MODES = ("auto", "aot", "jit")
@@ -44,7 +44,7 @@ def _say(line: str) -> None:
 def mode(environ=os.environ) -> str:
     m = (environ.get(MODE_ENV) or "auto").strip().lower()
     if m not in MODES:
-        raise DownbeatError(f"{MODE_ENV}: {m!r} is not one of {', '.join(MODES)}")
+        raise InputError(f"{MODE_ENV}: {m!r} is not one of {', '.join(MODES)}")  # bad input: exit 2
     return m
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from metronome import _aot, _kernels as JK, _layout as L, kernels
 from metronome.engine import Engine
-from metronome.errors import DownbeatError
+from metronome.errors import DownbeatError, InputError
 from metronome.mix import EngineSettings, click_bank
 from metronome.settings import MusicSettings
 from metronome.tempo import TempoMap
@@ -228,7 +228,7 @@ def test_without_a_compiler_the_jit_runs_and_says_why(monkeypatch):
     with pytest.raises(DownbeatError, match="DOWNBEAT_KERNELS=aot: .*no C compiler"):
         kernels.resolve(say=None)
     monkeypatch.setenv(kernels.MODE_ENV, "fast")
-    with pytest.raises(DownbeatError, match="DOWNBEAT_KERNELS: 'fast' is not one of auto, aot, jit"):
+    with pytest.raises(InputError, match="DOWNBEAT_KERNELS: 'fast' is not one of auto, aot, jit"):
         kernels.mode()
 
 
