@@ -342,3 +342,13 @@ def test_a_first_run_without_the_install_step_plays_through_the_jit_then_starts_
     assert r.returncode == 0 and "background" not in r.stderr, r.stderr
     assert mods == {"numba": False, "llvmlite": False}
     assert (tmp_path / "first.wav").read_bytes() == (tmp_path / "second.wav").read_bytes()
+
+
+def test_a_bad_backend_name_is_bad_input_exit_2_one_line(tmp_path):
+    course = tmp_path / "c.yaml"
+    course.write_text("segments: [{distance_m: 200, grade_pct: 0}]\n")
+    r, _ = _child("render", str(course), "-o", str(tmp_path / "x.wav"), "--quiet",
+                  env_extra={kernels.MODE_ENV: "fast"})
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and lines[0] == "downbeat: error: DOWNBEAT_KERNELS: 'fast' is not one of auto, aot, jit"
+    assert "Traceback" not in r.stderr and not list(tmp_path.glob("*.wav")) and not list(tmp_path.glob(".*partial"))
